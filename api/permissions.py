@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from rest_framework.permissions import BasePermission
+
+from maraudes.roles import AGGREGATES, COORDINATION, user_has_role
+
+
+class IsCoordination(BasePermission):
+    """Admins and coordinators (and Django superusers)."""
+
+    message = "Réservé à la coordination (rôle administrateur ou coordinateur)."
+
+    def has_permission(self, request, view) -> bool:
+        return user_has_role(request.user, COORDINATION)
+
+
+class SeesAggregates(BasePermission):
+    """Admins, coordinators and planners."""
+
+    message = "Réservé à la coordination et aux planificateurs."
+
+    def has_permission(self, request, view) -> bool:
+        return user_has_role(request.user, AGGREGATES)
+
+
+class IsAdminRole(BasePermission):
+    message = "Réservé aux administrateurs."
+
+    def has_permission(self, request, view) -> bool:
+        return user_has_role(request.user, {"admin"})

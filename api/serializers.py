@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+from rest_framework_gis.fields import GeometryField
+from rest_framework_gis.serializers import GeoFeatureModelSerializer
+
+from maraudes.models import Organization, Team, TeamMode
+from zones.models import Zone
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know, naming them, instead of ignoring them silently."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Champ inconnu."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Organization
+        fields = ["id", "name"]
+
+
+class OrganizationInSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200)
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    coverage_radius_m = serializers.FloatField(source="radius_m", read_only=True)
+
+    class Meta:
+        model = Team
+        fields = ["id", "name", "organization", "mode", "coverage_radius_m", "color", "is_active"]
+
+
+class TeamInSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200)
+    organization = serializers.PrimaryKeyRelatedField(queryset=Organization.objects.all())
+    mode = serializers.ChoiceField(choices=TeamMode.choices, default=TeamMode.FOOT)
+    coverage_radius_m = serializers.FloatField(
+        required=False, allow_null=True, min_value=1, max_value=2000
+    )
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
+
+
+class ZoneFeatureSerializer(GeoFeatureModelSerializer):
+    # The view annotates `geom_wgs84` (Transform to 4326): the API edge speaks WGS84.
+    geom_wgs84 = GeometryField(read_only=True, precision=6)
+    parent = serializers.CharField(source="parent.code", default=None, read_only=True)
+
+    class Meta:
+        model = Zone
+        geo_field = "geom_wgs84"
+        id_field = "id"
+        fields = ["id", "code", "name", "kind", "parent", "need_weight", "area_m2", "geom_wgs84"]
+

@@ -1,0 +1,106 @@
+"""REST views: thin. They parse, call one service or selector, and serialize."""
+
+from __future__ import annotations
+
+from django.contrib.gis.db.models.functions import Transform
+from django.contrib.gis.geos import Polygon
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import serializers as s
+from api.permissions import IsAdminRole, IsCoordination
+from maraudes import services
+from maraudes.selectors import organizations_visible_to, teams_visible_to
+from zones.selectors import zone_kinds, zones_list
+
+
+class OrganizationListCreateApi(APIView):
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAuthenticated(), IsAdminRole()]
+        return [IsAuthenticated()]
+
+    @extend_schema(responses=s.OrganizationSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        orgs = organizations_visible_to(request.user)
+        return Response(s.OrganizationSerializer(orgs, many=True).data)
+
+    @extend_schema(request=s.OrganizationInSerializer, responses={201: s.OrganizationSerializer})
+    def post(self, request: Request) -> Response:
+        data = s.OrganizationInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        org = services.organization_create(**data.validated_data)
+        return Response(s.OrganizationSerializer(org).data, status=status.HTTP_201_CREATED)
+
+
+class TeamListCreateApi(APIView):
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAuthenticated(), IsCoordination()]
+        return [IsAuthenticated()]
+
+    @extend_schema(responses=s.TeamSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(s.TeamSerializer(teams_visible_to(request.user), many=True).data)
+
+    @extend_schema(request=s.TeamInSerializer, responses={201: s.TeamSerializer})
+    def post(self, request: Request) -> Response:
+        data = s.TeamInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        team = services.team_create(**data.validated_data)
+        return Response(s.TeamSerializer(team).data, status=status.HTTP_201_CREATED)
+
+
+def parse_bbox(raw: str) -> Polygon:
+    """`min_lon,min_lat,max_lon,max_lat` in WGS84, as Leaflet's map.getBounds().toBBoxString()."""
+    parts = raw.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or any(v != v for v in values):
+        raise ValidationError({"bbox": ["Attendu : min_lon,min_lat,max_lon,max_lat (WGS84)."]})
+    x0, y0, x1, y1 = values
+    if not (-180 <= x0 < x1 <= 180 and -90 <= y0 < y1 <= 90):
+        raise ValidationError(
+            {"bbox": ["Bornes invalides : il faut min < max, longitudes ±180, latitudes ±90."]}
+        )
+    poly = Polygon.from_bbox((x0, y0, x1, y1))
+    poly.srid = 4326
+    return poly
+
+
+class ZoneListApi(APIView):
+    known_params = {"kind", "bbox", "format"}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("kind", OpenApiTypes.STR, description="arrondissement, quartier…"),
+            OpenApiParameter(
+                "bbox", OpenApiTypes.STR, description="min_lon,min_lat,max_lon,max_lat (WGS84)"
+            ),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+        description="Zones as a GeoJSON FeatureCollection in WGS84.",
+    )
+    def get(self, request: Request) -> Response:
+        unknown = sorted(set(request.query_params) - self.known_params)
+        if unknown:
+            raise ValidationError({name: ["Paramètre inconnu."] for name in unknown})
+        kind = request.query_params.get("kind") or None
+        if kind is not None and kind not in zone_kinds():
+            known = ", ".join(zone_kinds()) or "aucun"
+            raise ValidationError(
+                {"kind": [f"Aucune zone de type « {kind} ». Types connus : {known}."]}
+            )
+        bbox = request.query_params.get("bbox")
+        zones = zones_list(kind=kind, bbox=parse_bbox(bbox) if bbox else None).annotate(
+            geom_wgs84=Transform("geom", 4326)
+        )
+        return Response(s.ZoneFeatureSerializer(zones, many=True).data)

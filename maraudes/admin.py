@@ -1,0 +1,57 @@
+from django.contrib import admin
+from leaflet.admin import LeafletGeoAdmin
+
+from maraudes.models import Encounter, Membership, Organization, Position, Shift, Team
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    search_fields = ["name"]
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "organization", "mode", "coverage_radius_m", "color", "is_active"]
+    list_filter = ["organization", "mode", "is_active"]
+    search_fields = ["name", "organization__name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role", "team"]
+    list_filter = ["role", "organization"]
+    autocomplete_fields = ["user", "team"]
+
+
+@admin.register(Shift)
+class ShiftAdmin(admin.ModelAdmin):
+    list_display = ["team", "started_at", "ended_at", "closed_automatically"]
+    list_filter = ["team__organization", "closed_automatically"]
+    date_hierarchy = "started_at"
+    readonly_fields = ["tracker_token_hash"]
+    list_select_related = ["team", "team__organization"]
+
+
+@admin.register(Position)
+class PositionAdmin(LeafletGeoAdmin):
+    list_display = ["shift", "recorded_at", "accuracy", "source"]
+    list_filter = ["source"]
+    date_hierarchy = "recorded_at"
+    raw_id_fields = ["shift"]
+    list_select_related = ["shift", "shift__team"]
+    show_full_result_count = False
+
+
+@admin.register(Encounter)
+class EncounterAdmin(LeafletGeoAdmin):
+    list_display = ["seen_at", "shift", "people_count"]
+    date_hierarchy = "seen_at"
+    raw_id_fields = ["shift"]
+    list_select_related = ["shift", "shift__team"]

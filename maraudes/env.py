@@ -1,0 +1,92 @@
+"""Typed readers for settings that come from the environment.
+
+Each helper fails loudly, naming the variable, when a value cannot be read: a typo in a
+deploy-time value must stop the process, not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import time
+from pathlib import Path
+
+
+class ImproperlyConfiguredEnv(ValueError):
+    pass
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def env_str(name: str, default: str) -> str:
+    return _raw(name) or default
+
+
+def env_optional(name: str) -> str | None:
+    return _raw(name)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfiguredEnv(f"{name}={value!r}: expected true/false, yes/no, on/off or 1/0")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfiguredEnv(f"{name}={value!r}: expected a whole number") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfiguredEnv(f"{name}={number}: must be at least {minimum}")
+    return number
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfiguredEnv(f"{name}={value!r}: expected a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ImproperlyConfiguredEnv(f"{name}={value!r}: expected a finite number")
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfiguredEnv(f"{name}={number}: must be at least {minimum}")
+    return number
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = _raw(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_time(name: str, default: time) -> time:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        raise ImproperlyConfiguredEnv(f"{name}={value!r}: expected a time such as 06:00") from None
+
+
+def env_path(name: str, default: Path) -> Path:
+    value = _raw(name)
+    return Path(value) if value else default
