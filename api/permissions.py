@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
+from maraudes.models import Role
 from maraudes.roles import AGGREGATES, COORDINATION, user_has_role
+
+ADMINS = frozenset({Role.ADMIN})
 
 
 class IsCoordination(BasePermission):
@@ -24,7 +27,9 @@ class SeesAggregates(BasePermission):
 
 
 class IsAdminRole(BasePermission):
+    """Administrators (an `admin` membership, or a Django superuser)."""
+
     message = "Réservé aux administrateurs."
 
     def has_permission(self, request, view) -> bool:
-        return user_has_role(request.user, {"admin"})
+        return user_has_role(request.user, ADMINS)

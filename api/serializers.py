@@ -15,9 +15,18 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Champ inconnu."] for name in unknown}
-                )
+                raise serializers.ValidationError({name: ["Champ inconnu."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that takes only strings: DRF's own turns 42 into "42" without a word."""
+
+    default_error_messages = {"invalid": "Une chaîne de caractères est attendue."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
         return super().to_internal_value(data)
 
 
@@ -28,7 +37,7 @@ class OrganizationSerializer(serializers.ModelSerializer):
 
 
 class OrganizationInSerializer(StrictSerializer):
-    name = serializers.CharField(max_length=200)
+    name = StrictCharField(max_length=200)
 
 
 class TeamSerializer(serializers.ModelSerializer):
@@ -40,13 +49,20 @@ class TeamSerializer(serializers.ModelSerializer):
 
 
 class TeamInSerializer(StrictSerializer):
-    name = serializers.CharField(max_length=200)
-    organization = serializers.PrimaryKeyRelatedField(queryset=Organization.objects.all())
+    name = StrictCharField(max_length=200)
+    # pk_field: an integer id, not anything Django's IntegerField would coerce (1.5 -> 1).
+    organization = serializers.PrimaryKeyRelatedField(
+        queryset=Organization.objects.all(), pk_field=serializers.IntegerField()
+    )
     mode = serializers.ChoiceField(choices=TeamMode.choices, default=TeamMode.FOOT)
     coverage_radius_m = serializers.FloatField(
         required=False, allow_null=True, min_value=1, max_value=2000
     )
-    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
+    color = serializers.RegexField(
+        r"^#[0-9a-fA-F]{6}$",
+        required=False,
+        error_messages={"invalid": "Couleur attendue au format #rrggbb."},
+    )
 
 
 class ZoneFeatureSerializer(GeoFeatureModelSerializer):
@@ -60,3 +76,8 @@ class ZoneFeatureSerializer(GeoFeatureModelSerializer):
         id_field = "id"
         fields = ["id", "code", "name", "kind", "parent", "need_weight", "area_m2", "geom_wgs84"]
 
+
+class ErrorSerializer(serializers.Serializer):
+    """For the schema: `{"detail": "..."}`, or `{"<field>": ["message", ...]}` on a 400."""
+
+    detail = serializers.CharField(required=False)

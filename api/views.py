@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from django.contrib.gis.db.models.functions import Transform
 from django.contrib.gis.geos import Polygon
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
@@ -19,19 +21,38 @@ from maraudes import services
 from maraudes.selectors import organizations_visible_to, teams_visible_to
 from zones.selectors import zone_kinds, zones_list
 
+WGS84 = 4326
+
+BAD_REQUEST = OpenApiResponse(
+    s.ErrorSerializer, description="Données invalides : le champ fautif est nommé."
+)
+UNAUTHENTICATED = OpenApiResponse(s.ErrorSerializer, description="Non authentifié.")
+FORBIDDEN = OpenApiResponse(s.ErrorSerializer, description="Rôle insuffisant.")
+
 
 class OrganizationListCreateApi(APIView):
+    """Structures: everyone sees those they belong to (all of them for the coordination and
+    planners); only administrators create them."""
+
     def get_permissions(self):
         if self.request.method == "POST":
             return [IsAuthenticated(), IsAdminRole()]
         return [IsAuthenticated()]
 
-    @extend_schema(responses=s.OrganizationSerializer(many=True))
+    @extend_schema(responses={200: s.OrganizationSerializer(many=True), 401: UNAUTHENTICATED})
     def get(self, request: Request) -> Response:
         orgs = organizations_visible_to(request.user)
         return Response(s.OrganizationSerializer(orgs, many=True).data)
 
-    @extend_schema(request=s.OrganizationInSerializer, responses={201: s.OrganizationSerializer})
+    @extend_schema(
+        request=s.OrganizationInSerializer,
+        responses={
+            201: s.OrganizationSerializer,
+            400: BAD_REQUEST,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+        },
+    )
     def post(self, request: Request) -> Response:
         data = s.OrganizationInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -40,16 +61,22 @@ class OrganizationListCreateApi(APIView):
 
 
 class TeamListCreateApi(APIView):
+    """Teams: a field member sees their own; the coordination and planners see all; the
+    coordination creates them."""
+
     def get_permissions(self):
         if self.request.method == "POST":
             return [IsAuthenticated(), IsCoordination()]
         return [IsAuthenticated()]
 
-    @extend_schema(responses=s.TeamSerializer(many=True))
+    @extend_schema(responses={200: s.TeamSerializer(many=True), 401: UNAUTHENTICATED})
     def get(self, request: Request) -> Response:
         return Response(s.TeamSerializer(teams_visible_to(request.user), many=True).data)
 
-    @extend_schema(request=s.TeamInSerializer, responses={201: s.TeamSerializer})
+    @extend_schema(
+        request=s.TeamInSerializer,
+        responses={201: s.TeamSerializer, 400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN},
+    )
     def post(self, request: Request) -> Response:
         data = s.TeamInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -59,48 +86,63 @@ class TeamListCreateApi(APIView):
 
 def parse_bbox(raw: str) -> Polygon:
     """`min_lon,min_lat,max_lon,max_lat` in WGS84, as Leaflet's map.getBounds().toBBoxString()."""
-    parts = raw.split(",")
     try:
-        values = [float(p) for p in parts]
+        values = [float(p) for p in raw.split(",")]
     except ValueError:
         values = []
-    if len(values) != 4 or any(v != v for v in values):
-        raise ValidationError({"bbox": ["Attendu : min_lon,min_lat,max_lon,max_lat (WGS84)."]})
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValidationError(
+            {"bbox": ["Attendu : quatre nombres min_lon,min_lat,max_lon,max_lat (WGS84)."]}
+        )
     x0, y0, x1, y1 = values
     if not (-180 <= x0 < x1 <= 180 and -90 <= y0 < y1 <= 90):
         raise ValidationError(
             {"bbox": ["Bornes invalides : il faut min < max, longitudes ±180, latitudes ±90."]}
         )
     poly = Polygon.from_bbox((x0, y0, x1, y1))
-    poly.srid = 4326
+    poly.srid = WGS84
     return poly
 
 
 class ZoneListApi(APIView):
+    """Map layer: zones as GeoJSON in WGS84 (stored in the metric SRID, transformed here)."""
+
     known_params = {"kind", "bbox", "format"}
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("kind", OpenApiTypes.STR, description="arrondissement, quartier…"),
             OpenApiParameter(
-                "bbox", OpenApiTypes.STR, description="min_lon,min_lat,max_lon,max_lat (WGS84)"
+                "kind", OpenApiTypes.STR, description="Type de zone : arrondissement, quartier…"
+            ),
+            OpenApiParameter(
+                "bbox",
+                OpenApiTypes.STR,
+                description="min_lon,min_lat,max_lon,max_lat (WGS84), ex. 2.30,48.84,2.38,48.87",
             ),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={
+            200: s.ZoneFeatureSerializer(many=True),
+            400: BAD_REQUEST,
+            401: UNAUTHENTICATED,
+        },
         description="Zones as a GeoJSON FeatureCollection in WGS84.",
     )
     def get(self, request: Request) -> Response:
         unknown = sorted(set(request.query_params) - self.known_params)
         if unknown:
-            raise ValidationError({name: ["Paramètre inconnu."] for name in unknown})
-        kind = request.query_params.get("kind") or None
-        if kind is not None and kind not in zone_kinds():
-            known = ", ".join(zone_kinds()) or "aucun"
             raise ValidationError(
-                {"kind": [f"Aucune zone de type « {kind} ». Types connus : {known}."]}
+                {name: ["Paramètre inconnu. Paramètres acceptés : kind, bbox."] for name in unknown}
             )
+        kind = request.query_params.get("kind") or None
+        if kind is not None:
+            kinds = zone_kinds()
+            if kind not in kinds:
+                known = ", ".join(kinds) or "aucun"
+                raise ValidationError(
+                    {"kind": [f"Aucune zone de type « {kind} ». Types connus : {known}."]}
+                )
         bbox = request.query_params.get("bbox")
         zones = zones_list(kind=kind, bbox=parse_bbox(bbox) if bbox else None).annotate(
-            geom_wgs84=Transform("geom", 4326)
+            geom_wgs84=Transform("geom", WGS84)
         )
         return Response(s.ZoneFeatureSerializer(zones, many=True).data)

@@ -257,7 +257,10 @@ class Encounter(models.Model):
     point = models.PointField(_("lieu"), srid=settings.SRID)
     people_count = models.PositiveSmallIntegerField(_("nombre de personnes"), default=1)
     needs = ArrayField(
-        models.CharField(max_length=20, choices=Need), default=list, blank=True, verbose_name=_("besoins")
+        models.CharField(max_length=20, choices=Need),
+        default=list,
+        blank=True,
+        verbose_name=_("besoins"),
     )
     actions = ArrayField(
         models.CharField(max_length=20, choices=Action),

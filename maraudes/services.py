@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from maraudes.models import Organization, Team, TeamMode
+from maraudes.fixes import MAX_FUTURE, Fix, Rejected
+from maraudes.models import Organization, PositionSource, Shift, Team, TeamMode
 
 
 def organization_create(*, name: str) -> Organization:
@@ -70,3 +77,141 @@ def tracker_token_new() -> tuple[str, str]:
 
 def tracker_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- Shifts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShiftStarted:
+    shift: Shift
+    tracker_token: str  # shown once; only its hash is stored
+
+
+def shift_start(
+    *, team: Team, by: AbstractBaseUser | None, started_at: datetime | None = None
+) -> ShiftStarted:
+    """Check-in. `started_at` in the past records an outing after the fact."""
+    now = timezone.now()
+    started_at = started_at or now
+    if started_at > now + MAX_FUTURE:
+        raise ValidationError({"started_at": _("Le début ne peut pas être dans le futur.")})
+    token, token_hash = tracker_token_new()
+    shift = Shift.objects.create(
+        team=team,
+        started_at=started_at,
+        started_by=by if by is not None and by.is_authenticated else None,
+        tracker_token_hash=token_hash,
+    )
+    return ShiftStarted(shift=shift, tracker_token=token)
+
+
+def shift_end(
+    *, shift: Shift, ended_at: datetime | None = None, automatically: bool = False
+) -> Shift:
+    """Check-out. Fixes recorded before `ended_at` may still arrive afterwards (offline)."""
+    if shift.ended_at is not None:
+        raise ValidationError({"shift": _("Cette maraude est déjà terminée.")})
+    now = timezone.now()
+    ended_at = ended_at or now
+    if ended_at > now + MAX_FUTURE:
+        raise ValidationError({"ended_at": _("La fin ne peut pas être dans le futur.")})
+    if ended_at < shift.started_at:
+        raise ValidationError({"ended_at": _("La fin doit suivre le début de la maraude.")})
+    shift.ended_at = ended_at
+    shift.closed_automatically = automatically
+    shift.save(update_fields=["ended_at", "closed_automatically"])
+    return shift
+
+
+# --- Positions ------------------------------------------------------------------------------
+
+
+@dataclass
+class StoredFix:
+    """A fix that was new and is now stored; x, y in the storage SRID."""
+
+    t: datetime
+    x: float
+    y: float
+    accuracy: float
+
+
+@dataclass
+class PositionsRecorded:
+    accepted: list[StoredFix] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "accepted": len(self.accepted),
+            "duplicates": self.duplicates,
+            "rejected": [r.as_dict() for r in sorted(self.rejected, key=lambda r: r.index)],
+        }
+
+
+_INSERT_FIXES = """
+INSERT INTO maraudes_position
+    (shift_id, recorded_at, received_at, point, accuracy, speed, heading, source)
+SELECT %s, f.t, %s, ST_Transform(ST_SetSRID(ST_MakePoint(f.lon, f.lat), 4326), %s),
+       f.accuracy, f.speed, f.heading, %s
+FROM unnest(%s::timestamptz[], %s::float8[], %s::float8[], %s::float8[], %s::float8[],
+            %s::float8[]) AS f(t, lon, lat, accuracy, speed, heading)
+ON CONFLICT (shift_id, recorded_at) DO NOTHING
+RETURNING recorded_at, ST_X(point), ST_Y(point), accuracy
+"""
+
+
+def positions_record(
+    *, shift: Shift, fixes: Sequence[Fix], source: str = PositionSource.API
+) -> PositionsRecorded:
+    """Store a batch of validated fixes for a shift.
+
+    Fixes outside the shift's window are rejected with the reason; a fix whose (shift, time)
+    is already stored is a duplicate, and the first one stored wins. Returns the fixes that
+    were new, in the storage SRID, for the coverage update.
+    """
+    result = PositionsRecorded()
+    now = timezone.now()
+    window_end = shift.ended_at or now + MAX_FUTURE
+    in_window: list[Fix] = []
+    for fix in fixes:
+        if fix.t < shift.started_at:
+            result.rejected.append(
+                Rejected(
+                    fix.index, _("avant le début de la maraude (%(t)s).") % _t(shift.started_at)
+                )
+            )
+        elif fix.t > window_end:
+            result.rejected.append(
+                Rejected(fix.index, _("après la fin de la maraude (%(t)s).") % _t(window_end))
+            )
+        else:
+            in_window.append(fix)
+    if not in_window:
+        return result
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_FIXES,
+            [
+                shift.pk,
+                now,
+                settings.SRID,
+                source,
+                [f.t for f in in_window],
+                [f.lon for f in in_window],
+                [f.lat for f in in_window],
+                [f.accuracy for f in in_window],
+                [f.speed for f in in_window],
+                [f.heading for f in in_window],
+            ],
+        )
+        rows = cursor.fetchall()
+    result.accepted = [StoredFix(t=t, x=x, y=y, accuracy=acc) for t, x, y, acc in rows]
+    result.duplicates = len(in_window) - len(rows)
+    return result
+
+
+def _t(moment: datetime) -> dict[str, str]:
+    return {"t": timezone.localtime(moment).strftime("%d/%m/%Y %H:%M:%S")}

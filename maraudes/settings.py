@@ -91,9 +91,7 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 # Default: the project-local cluster started by scripts/env.sh (127.0.0.1, its own port).
 LOCAL_PG_PORT = env_int("MARAUDES_PG_PORT", 54329, minimum=1)
-DATABASE_URL = env_str(
-    "DATABASE_URL", f"postgis://postgres@127.0.0.1:{LOCAL_PG_PORT}/maraudes"
-)
+DATABASE_URL = env_str("DATABASE_URL", f"postgis://postgres@127.0.0.1:{LOCAL_PG_PORT}/maraudes")
 _db = dj_database_url.parse(DATABASE_URL, engine="django.contrib.gis.db.backends.postgis")
 _db["ENGINE"] = "django.contrib.gis.db.backends.postgis"
 # Under ASGI persistent connections are not reused across requests: use psycopg's pool.
@@ -177,9 +175,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Maps -----------------------------------------------------------------------------------
 TILES_URL = env_str("TILES_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
-TILES_ATTRIBUTION = env_str(
-    "TILES_ATTRIBUTION", "&copy; les contributeurs d'OpenStreetMap"
-)
+TILES_ATTRIBUTION = env_str("TILES_ATTRIBUTION", "&copy; les contributeurs d'OpenStreetMap")
 LEAFLET_CONFIG = {
     "DEFAULT_CENTER": (48.8566, 2.3522),
     "DEFAULT_ZOOM": 12,

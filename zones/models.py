@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.gis.db import models
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GistIndex
-from django.db.models import Q
+from django.db.models import F, Func, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -32,7 +33,11 @@ class Zone(models.Model):
         help_text=_("Fixé par la coordination (ex. décompte de la Nuit de la Solidarité)."),
     )
     geom = models.MultiPolygonField(_("géométrie"), srid=settings.SRID, spatial_index=False)
-    area_m2 = models.FloatField(_("surface (m²)"), default=0, editable=False)
+    area_m2 = models.GeneratedField(
+        expression=Func(F("geom"), function="ST_Area"),
+        output_field=models.FloatField(_("surface (m²)")),
+        db_persist=True,
+    )
 
     class Meta:
         verbose_name = _("zone")
@@ -47,11 +52,6 @@ class Zone(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind} {self.code})"
-
-    def save(self, *args, **kwargs) -> None:
-        # Cheap derived value kept with the row: areas are exact in the metric storage SRID.
-        self.area_m2 = self.geom.area if self.geom else 0
-        super().save(*args, **kwargs)
 
 
 class Assignment(models.Model):
@@ -85,3 +85,58 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.zone.name} · {self.team.name} · {self.day:%d/%m/%Y}"
+
+
+class CoveragePiece(models.Model):
+    """What one shift covered on one service day, added batch by batch.
+
+    The union of a shift-day's pieces is that shift's coverage for the day. A batch of fixes
+    that arrives after the shift's latest fix only adds coverage, so it appends a piece; a
+    fix that lands between two stored ones can undo a segment, so the shift-day's pieces are
+    then replaced by one recomputed from the raw fixes (zones.services).
+    """
+
+    shift = models.ForeignKey(
+        "maraudes.Shift", on_delete=models.CASCADE, related_name="coverage_pieces"
+    )
+    day = models.DateField(_("jour de service"))
+    geom = models.MultiPolygonField(srid=settings.SRID, spatial_index=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("morceau de couverture")
+        verbose_name_plural = _("morceaux de couverture")
+        indexes = [
+            models.Index(fields=["shift", "day"], name="piece_shift_day"),
+            models.Index(fields=["day"], name="piece_day"),
+            GistIndex(fields=["geom"], name="piece_geom_gist"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(geom__isvalid=True), name="piece_geom_valid"),
+        ]
+
+
+class ZoneDayCoverage(models.Model):
+    """The part of a zone covered on one service day, pre-unioned: the white-zone queries
+    union a handful of these per zone instead of re-buffering raw fixes."""
+
+    zone = models.ForeignKey(Zone, on_delete=models.CASCADE, related_name="day_coverage")
+    day = models.DateField(_("jour de service"))
+    geom = models.MultiPolygonField(srid=settings.SRID, spatial_index=False)
+    covered_m2 = models.GeneratedField(
+        expression=Func(F("geom"), function="ST_Area"),
+        output_field=models.FloatField(),
+        db_persist=True,
+    )
+    # Shifts that entered the zone that day ("passages").
+    shift_ids = ArrayField(models.BigIntegerField(), default=list)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("couverture d'une zone par jour")
+        verbose_name_plural = _("couvertures des zones par jour")
+        constraints = [
+            models.UniqueConstraint(fields=["zone", "day"], name="zoneday_unique"),
+            models.CheckConstraint(condition=Q(geom__isvalid=True), name="zoneday_geom_valid"),
+        ]
+        indexes = [models.Index(fields=["day"], name="zoneday_day")]

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from django.contrib.gis.geos import Polygon
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import date, timedelta
 
+from django.contrib.gis.geos import Polygon
+from django.db import connection
+from django.db.models import QuerySet
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from maraudes.days import service_day_bounds
+from zones.geometry import GRID_M
 from zones.models import Zone
 
 
@@ -20,3 +28,164 @@ def zones_list(*, kind: str | None = None, bbox: Polygon | None = None) -> Query
     if bbox is not None:
         zones = zones.filter(geom__intersects=bbox)
     return zones
+
+
+# --- Coverage and white zones ---------------------------------------------------------------
+#
+# White zone of Z over [from, to] = Z minus the union of its zone-day coverage on those days.
+# Each zone unions at most (to - from + 1) pre-unioned polygons: no raw fix is read here.
+
+
+@dataclass(frozen=True)
+class ZoneCoverage:
+    zone_id: int
+    code: str
+    name: str
+    kind: str
+    need_weight: float
+    area_m2: float
+    covered_m2: float
+    last_visit: date | None
+    passages: int
+    encounters: int
+    people: int
+    white_geojson: str | None = None
+
+    @property
+    def white_m2(self) -> float:
+        return max(self.area_m2 - self.covered_m2, 0.0)
+
+    @property
+    def white_ratio(self) -> float:
+        return self.white_m2 / self.area_m2 if self.area_m2 else 0.0
+
+
+def _coverage_sql(*, with_geometry: bool) -> str:
+    white = (
+        f"""ST_AsGeoJSON(ST_Transform(CASE WHEN cov.u IS NULL THEN z.geom
+                ELSE ST_Difference(z.geom, cov.u, {GRID_M}) END, 4326), 6)"""
+        if with_geometry
+        else "NULL"
+    )
+    return f"""
+    SELECT z.id, z.code, z.name, z.kind, z.need_weight, z.area_m2,
+           COALESCE(ST_Area(cov.u), 0) AS covered_m2,
+           (SELECT max(c.day) FROM zones_zonedaycoverage c
+             WHERE c.zone_id = z.id AND c.day <= %(to)s) AS last_visit,
+           COALESCE(cov.passages, 0),
+           COALESCE(enc.n, 0), COALESCE(enc.people, 0),
+           {white} AS white
+    FROM zones_zone z
+    LEFT JOIN LATERAL (
+      SELECT ST_Union(c.geom, {GRID_M}) AS u,
+             (SELECT count(DISTINCT s) FROM zones_zonedaycoverage c2, unnest(c2.shift_ids) s
+               WHERE c2.zone_id = z.id AND c2.day BETWEEN %(from)s AND %(to)s) AS passages
+      FROM zones_zonedaycoverage c
+      WHERE c.zone_id = z.id AND c.day BETWEEN %(from)s AND %(to)s
+    ) cov ON true
+    LEFT JOIN LATERAL (
+      SELECT count(*) AS n, sum(e.people_count) AS people FROM maraudes_encounter e
+      WHERE e.seen_at >= %(enc_from)s AND e.seen_at < %(enc_to)s
+        AND ST_Intersects(z.geom, e.point)
+    ) enc ON true
+    WHERE (%(kind)s::text IS NULL OR z.kind = %(kind)s)
+      AND (%(zone_ids)s::bigint[] IS NULL OR z.id = ANY(%(zone_ids)s))
+    ORDER BY z.kind, z.code
+    """
+
+
+def zones_coverage(
+    *,
+    day_from: date,
+    day_to: date,
+    kind: str | None = None,
+    zone_ids: list[int] | None = None,
+    with_geometry: bool = False,
+    encounters_from: date | None = None,
+) -> list[ZoneCoverage]:
+    """One row per zone, fully covered ones too: area, covered area, last visit, passages and
+    encounters over the service days [day_from, day_to]."""
+    enc_from = service_day_bounds(encounters_from or day_from)[0]
+    enc_to = service_day_bounds(day_to)[1]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _coverage_sql(with_geometry=with_geometry),
+            {
+                "from": day_from,
+                "to": day_to,
+                "kind": kind,
+                "zone_ids": zone_ids,
+                "enc_from": enc_from,
+                "enc_to": enc_to,
+            },
+        )
+        return [ZoneCoverage(*row) for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class WhiteZone:
+    coverage: ZoneCoverage
+    priority: float
+    reason: str
+
+
+# People met in the last four weeks weigh in the priority.
+ENCOUNTER_LOOKBACK = timedelta(days=28)
+
+
+def white_zones(
+    *, day_from: date, day_to: date, kind: str | None = None, zone_ids: list[int] | None = None
+) -> list[WhiteZone]:
+    """Zones with a white part over [day_from, day_to], by priority, highest first."""
+    rows = zones_coverage(
+        day_from=day_from,
+        day_to=day_to,
+        kind=kind,
+        zone_ids=zone_ids,
+        with_geometry=True,
+        encounters_from=day_to - ENCOUNTER_LOOKBACK + timedelta(days=1),
+    )
+    result = []
+    for row in rows:
+        if row.white_m2 < WHITE_EPSILON_M2:
+            continue
+        priority, reason = white_zone_priority(row, today=day_to)
+        result.append(WhiteZone(coverage=row, priority=priority, reason=reason))
+    result.sort(key=lambda w: (-w.priority, w.coverage.code))
+    return result
+
+
+# Slivers left by buffer approximation are not white zones anybody could walk to.
+WHITE_EPSILON_M2 = 1.0
+
+
+def white_zone_priority(row: ZoneCoverage, *, today: date) -> tuple[float, str]:
+    """Rank where to send a team next, and say why in one sentence.
+
+    priority = white hectares x need weight x (1 + people met in 4 weeks / 10)
+                x (1 + days since last visit / 7, capped at 4 weeks)
+    """
+    hectares = row.white_m2 / 10_000
+    days = (today - row.last_visit).days if row.last_visit else None
+    staleness = min(days if days is not None else 28, 28)
+    priority = hectares * row.need_weight * (1 + row.people / 10) * (1 + staleness / 7)
+    ha = f"{hectares:.1f}".replace(".", ",")
+    if days is None:
+        since = _("jamais visitée")
+    elif days == 0:
+        since = _("visitée ce jour")
+    else:
+        since = ngettext("non visitée depuis %(n)d jour", "non visitée depuis %(n)d jours", days) % {
+            "n": days
+        }
+    met = ngettext(
+        "%(n)d personne rencontrée ici ces 4 dernières semaines",
+        "%(n)d personnes rencontrées ici ces 4 dernières semaines",
+        row.people,
+    ) % {"n": row.people}
+    reason = _("%(ha)s ha non couverts, %(since)s ; %(met)s.") % {
+        "ha": ha,
+        "since": since,
+        "met": met,
+    }
+    return round(priority, 3), reason

@@ -1,0 +1,309 @@
+"""Writes of coverage: kept current as fixes arrive, and rebuilt from the raw fixes on demand.
+
+Two materialised layers (zones.models):
+
+- CoveragePiece: what a shift covered on a service day, one piece per batch of fixes;
+- ZoneDayCoverage: per (zone, day), the covered part of the zone, pre-unioned.
+
+A batch whose fixes all come after the shift's latest stored fix of that day can only add
+segments, so its coverage is buffered alone and unioned in (the common case: phones and
+trackers send in order, even hours late). A fix that lands before a stored one may split or
+undo a segment (the contract joins fixes in time order, not arrival order), so the whole
+shift-day is recomputed from its raw fixes and the zone-days it touches are re-unioned from
+their pieces. Both paths give the same coverage as `coverage_rebuild`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import shapely
+from django.conf import settings
+from django.db import connection, transaction
+from shapely.geometry import MultiPolygon
+
+from maraudes.days import service_day, service_day_bounds, service_day_sql
+from maraudes.fixes import Fix
+from maraudes.models import PositionSource, Shift
+from maraudes.services import PositionsRecorded, StoredFix, positions_record
+from zones.geometry import GRID_M, TrackFix, track_coverage
+
+# Union/intersection results kept valid without paying for MakeValid when they already are.
+_VALID = "CASE WHEN ST_IsValid({g}) THEN {g} ELSE ST_MakeValid({g}) END"
+_POLY = "ST_Multi(ST_CollectionExtract({g}, 3))"
+
+
+@dataclass
+class CoverageChange:
+    """What a coverage update touched: (zone id, day) pairs, for events and tests."""
+
+    zone_days: set[tuple[int, date]] = field(default_factory=set)
+    recomputed_days: set[date] = field(default_factory=set)
+
+
+def track_ingest(
+    *, shift: Shift, fixes: Sequence[Fix], source: str = PositionSource.API
+) -> PositionsRecorded:
+    """Store a batch of fixes and bring coverage up to date, in one transaction."""
+    with transaction.atomic():
+        recorded = positions_record(shift=shift, fixes=fixes, source=source)
+        if recorded.accepted:
+            coverage_update(shift=shift, fixes=recorded.accepted)
+    return recorded
+
+
+def coverage_update(*, shift: Shift, fixes: Sequence[StoredFix]) -> CoverageChange:
+    """Bring coverage up to date after `fixes` (new, stored) arrived for `shift`."""
+    change = CoverageChange()
+    kept = [f for f in fixes if f.accuracy <= settings.MAX_ACCURACY_M]
+    by_day: dict[date, list[StoredFix]] = defaultdict(list)
+    for fix in kept:
+        by_day[service_day(fix.t)].append(fix)
+    for day, day_fixes in sorted(by_day.items()):
+        day_fixes.sort(key=lambda f: f.t)
+        previous, later_count = _neighbours(shift, day, day_fixes)
+        if later_count == len(day_fixes) - 1:
+            track = ([previous] if previous else []) + [TrackFix(f.t, f.x, f.y) for f in day_fixes]
+            piece = _coverage_of(shift, track)
+            _piece_insert(shift.pk, day, piece)
+            change.zone_days |= _zone_days_add(shift.pk, day, piece)
+        else:
+            change.zone_days |= _shift_day_recompute(shift, day)
+            change.recomputed_days.add(day)
+    return change
+
+
+def _coverage_of(shift: Shift, track: Sequence[TrackFix]) -> MultiPolygon:
+    team = shift.team
+    return track_coverage(
+        track, radius=team.radius_m, max_gap_s=settings.MAX_GAP_S, max_speed=team.max_speed
+    )
+
+
+def _kept_filter() -> str:
+    return "shift_id = %s AND accuracy <= %s AND recorded_at >= %s AND recorded_at < %s"
+
+
+def _neighbours(
+    shift: Shift, day: date, new: Sequence[StoredFix]
+) -> tuple[TrackFix | None, int]:
+    """The kept fix just before the batch that day, and how many kept fixes follow its start."""
+    start, end = service_day_bounds(day)
+    first = new[0].t
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT
+              (SELECT count(*) FROM maraudes_position
+                 WHERE {_kept_filter()} AND recorded_at > %s),
+              prev.recorded_at, ST_X(prev.point), ST_Y(prev.point)
+            FROM (SELECT 1) one
+            LEFT JOIN LATERAL (
+              SELECT recorded_at, point FROM maraudes_position
+              WHERE {_kept_filter()} AND recorded_at < %s
+              ORDER BY recorded_at DESC LIMIT 1
+            ) prev ON true
+            """,
+            [shift.pk, settings.MAX_ACCURACY_M, start, end, first] * 2,
+        )
+        later, t, x, y = cursor.fetchone()
+    previous = TrackFix(t, x, y) if t is not None else None
+    return previous, later
+
+
+def _shift_day_fixes(shift: Shift, day: date) -> list[TrackFix]:
+    start, end = service_day_bounds(day)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT recorded_at, ST_X(point), ST_Y(point) FROM maraudes_position
+                WHERE {_kept_filter()} ORDER BY recorded_at""",
+            [shift.pk, settings.MAX_ACCURACY_M, start, end],
+        )
+        return [TrackFix(t, x, y) for t, x, y in cursor.fetchall()]
+
+
+def _shift_day_recompute(shift: Shift, day: date) -> set[tuple[int, date]]:
+    """Replace a shift-day's pieces by one computed from all its raw fixes; re-union the
+    zone-days its old or new coverage touches."""
+    piece = _coverage_of(shift, _shift_day_fixes(shift, day))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT DISTINCT z.id FROM zones_zone z JOIN zones_coveragepiece p
+                 ON ST_Intersects(z.geom, p.geom)
+               WHERE p.shift_id = %s AND p.day = %s""",
+            [shift.pk, day],
+        )
+        zone_ids = {row[0] for row in cursor.fetchall()}
+        cursor.execute(
+            "DELETE FROM zones_coveragepiece WHERE shift_id = %s AND day = %s", [shift.pk, day]
+        )
+    if not piece.is_empty:
+        _piece_insert(shift.pk, day, piece)
+        zone_ids |= _zones_touching(piece)
+    if zone_ids:
+        _zone_days_rebuild(days=[day], zone_ids=sorted(zone_ids))
+    return {(zone_id, day) for zone_id in zone_ids}
+
+
+def _piece_insert(shift_id: int, day: date, piece: MultiPolygon) -> None:
+    if piece.is_empty:
+        return
+    _pieces_insert([(shift_id, day, piece)])
+
+
+def _pieces_insert(pieces: Sequence[tuple[int, date, MultiPolygon]]) -> None:
+    if not pieces:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO zones_coveragepiece (shift_id, day, geom, created_at)
+               SELECT s, d, ST_GeomFromWKB(g, %s), now()
+               FROM unnest(%s::bigint[], %s::date[], %s::bytea[]) AS p(s, d, g)""",
+            [
+                settings.SRID,
+                [p[0] for p in pieces],
+                [p[1] for p in pieces],
+                [shapely.to_wkb(p[2]) for p in pieces],
+            ],
+        )
+
+
+def _zones_touching(piece: MultiPolygon) -> set[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM zones_zone WHERE ST_Intersects(geom, ST_GeomFromWKB(%s, %s))",
+            [shapely.to_wkb(piece), settings.SRID],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _zone_days_add(shift_id: int, day: date, piece: MultiPolygon) -> set[tuple[int, date]]:
+    """Union a piece into the zone-days it touches (the append path)."""
+    if piece.is_empty:
+        return set()
+    clipped = _POLY.format(g=f"ST_Intersection(z.geom, p.g, {GRID_M})")
+    merged = _POLY.format(
+        g=f"ST_Union(zones_zonedaycoverage.geom, EXCLUDED.geom, {GRID_M})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH p AS (SELECT ST_GeomFromWKB(%s, %s) AS g),
+            hit AS (
+              SELECT z.id AS zone_id, {clipped} AS g
+              FROM zones_zone z, p WHERE ST_Intersects(z.geom, p.g)
+            )
+            INSERT INTO zones_zonedaycoverage
+                (zone_id, day, geom, shift_ids, updated_at)
+            SELECT zone_id, %s, g, ARRAY[%s]::bigint[], now()
+            FROM hit WHERE NOT ST_IsEmpty(g)
+            ON CONFLICT (zone_id, day) DO UPDATE SET
+              geom = {_VALID.format(g=merged)},
+              shift_ids = CASE WHEN %s = ANY(zones_zonedaycoverage.shift_ids)
+                               THEN zones_zonedaycoverage.shift_ids
+                               ELSE zones_zonedaycoverage.shift_ids || EXCLUDED.shift_ids END,
+              updated_at = now()
+            RETURNING zone_id
+            """,
+            [shapely.to_wkb(piece), settings.SRID, day, shift_id, shift_id],
+        )
+        return {(row[0], day) for row in cursor.fetchall()}
+
+
+def _zone_days_rebuild(*, days: Iterable[date], zone_ids: Sequence[int] | None = None) -> None:
+    """Recompute zone-days from the pieces: each zone's part of the union of that day's pieces."""
+    days = sorted(set(days))
+    zone_filter = "AND z.id = ANY(%s)" if zone_ids is not None else ""
+    zone_args: list = [list(zone_ids)] if zone_ids is not None else []
+    union = _POLY.format(g=f"ST_Union(ST_Intersection(z.geom, p.geom, {GRID_M}), {GRID_M})")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""DELETE FROM zones_zonedaycoverage z
+                WHERE z.day = ANY(%s) {zone_filter.replace("z.id", "z.zone_id")}""",
+            [days, *zone_args],
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO zones_zonedaycoverage
+                (zone_id, day, geom, shift_ids, updated_at)
+            SELECT zone_id, day, {_VALID.format(g="g")}, shifts, now()
+            FROM (
+              SELECT z.id AS zone_id, p.day, {union} AS g,
+                     array_agg(DISTINCT p.shift_id) AS shifts
+              FROM zones_coveragepiece p
+              JOIN zones_zone z ON ST_Intersects(z.geom, p.geom)
+              WHERE p.day = ANY(%s) {zone_filter}
+              GROUP BY z.id, p.day
+            ) u
+            WHERE NOT ST_IsEmpty(g)
+            """,
+            [days, *zone_args],
+        )
+
+
+@dataclass
+class RebuildResult:
+    shift_days: int
+    zone_days: int
+
+
+def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None) -> RebuildResult:
+    """Recompute pieces and zone-days from the raw fixes, for the days in [day_from, day_to]
+    (all days with fixes when not given). Same result as the incremental path."""
+    day_sql = service_day_sql("p.recorded_at")
+    where = ["p.accuracy <= %s"]
+    args: list = [settings.MAX_ACCURACY_M]
+    if day_from:
+        where.append("p.recorded_at >= %s")
+        args.append(service_day_bounds(day_from)[0])
+    if day_to:
+        where.append("p.recorded_at < %s")
+        args.append(service_day_bounds(day_to)[1])
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""SELECT p.shift_id, {day_sql} AS day, p.recorded_at,
+                           ST_X(p.point), ST_Y(p.point)
+                    FROM maraudes_position p WHERE {" AND ".join(where)}
+                    ORDER BY p.shift_id, p.recorded_at""",
+                args,
+            )
+            rows = cursor.fetchall()
+        tracks: dict[tuple[int, date], list[TrackFix]] = defaultdict(list)
+        for shift_id, day, t, x, y in rows:
+            tracks[(shift_id, day)].append(TrackFix(t, x, y))
+        shifts = Shift.objects.select_related("team").in_bulk({key[0] for key in tracks})
+        days = sorted({key[1] for key in tracks})
+        if day_from and day_to:
+            days = sorted(set(days) | _days_between(day_from, day_to))
+        with connection.cursor() as cursor:
+            if day_from or day_to:
+                cursor.execute(
+                    "DELETE FROM zones_coveragepiece WHERE day = ANY(%s)",
+                    [days],
+                )
+            else:
+                cursor.execute("DELETE FROM zones_coveragepiece")
+                cursor.execute("DELETE FROM zones_zonedaycoverage")
+        batch: list[tuple[int, date, MultiPolygon]] = []
+        for (shift_id, day), track in tracks.items():
+            piece = _coverage_of(shifts[shift_id], track)
+            if not piece.is_empty:
+                batch.append((shift_id, day, piece))
+            if len(batch) >= 200:
+                _pieces_insert(batch)
+                batch = []
+        _pieces_insert(batch)
+        if days:
+            _zone_days_rebuild(days=days)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM zones_zonedaycoverage WHERE day = ANY(%s)", [days])
+            (zone_days,) = cursor.fetchone()
+    return RebuildResult(shift_days=len(tracks), zone_days=zone_days)
+
+
+def _days_between(first: date, last: date) -> set[date]:
+    return {first + timedelta(days=n) for n in range((last - first).days + 1)}
