@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from api.permissions import SeesAggregates
 from maraudes.days import WindowError, days_window
-from zones.selectors import ZoneCoverage, white_zones, zone_kinds, zones_coverage
+from zones.selectors import white_zones, zone_kinds, zones_coverage
 
 WINDOW_PARAMS = [
     OpenApiParameter("from", OpenApiTypes.DATE, description="premier jour de service (inclus)"),
@@ -41,21 +41,6 @@ def parse_window_query(request: Request) -> tuple:
     return day_from, day_to, kind
 
 
-def coverage_row(row: ZoneCoverage) -> dict:
-    return {
-        "code": row.code,
-        "name": row.name,
-        "kind": row.kind,
-        "area_m2": round(row.area_m2, 1),
-        "covered_m2": round(row.covered_m2, 1),
-        "white_m2": round(row.white_m2, 1),
-        "white_ratio": round(row.white_ratio, 4),
-        "last_visit": row.last_visit.isoformat() if row.last_visit else None,
-        "passages": row.passages,
-        "encounters": row.encounters,
-    }
-
-
 class WhiteZonesApi(APIView):
     permission_classes = [IsAuthenticated, SeesAggregates]
 
@@ -75,11 +60,7 @@ class WhiteZonesApi(APIView):
                     "type": "Feature",
                     "id": row.zone_id,
                     "geometry": json.loads(row.white_geojson) if row.white_geojson else None,
-                    "properties": {
-                        **coverage_row(row),
-                        "priority": white.priority,
-                        "reason": white.reason,
-                    },
+                    "properties": white.as_dict(),
                 }
             )
         return Response(
@@ -99,4 +80,4 @@ class CoverageApi(APIView):
     def get(self, request: Request) -> Response:
         day_from, day_to, kind = parse_window_query(request)
         rows = zones_coverage(day_from=day_from, day_to=day_to, kind=kind)
-        return Response([coverage_row(r) for r in rows])
+        return Response([r.as_dict() for r in rows])

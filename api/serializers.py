@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework_gis.fields import GeometryField
 from rest_framework_gis.serializers import GeoFeatureModelSerializer
@@ -65,16 +67,24 @@ class TeamInSerializer(StrictSerializer):
     )
 
 
+@extend_schema_field(OpenApiTypes.OBJECT)
+class AnnotatedGeometryField(GeometryField):
+    """A geometry read from a queryset annotation (e.g. Transform to 4326). The schema of a
+    feature's geometry comes from the model field its GeoFeatureModelSerializer names, so this
+    only keeps drf-spectacular from looking for the annotation on the model."""
+
+
 class ZoneFeatureSerializer(GeoFeatureModelSerializer):
-    # The view annotates `geom_wgs84` (Transform to 4326): the API edge speaks WGS84.
-    geom_wgs84 = GeometryField(read_only=True, precision=6)
+    # The view annotates `geom_wgs84` (Transform to 4326): the API edge speaks WGS84. The
+    # field keeps the model field's name so that the schema knows it is a MultiPolygon.
+    geom = AnnotatedGeometryField(source="geom_wgs84", read_only=True, precision=6)
     parent = serializers.CharField(source="parent.code", default=None, read_only=True)
 
     class Meta:
         model = Zone
-        geo_field = "geom_wgs84"
+        geo_field = "geom"
         id_field = "id"
-        fields = ["id", "code", "name", "kind", "parent", "need_weight", "area_m2", "geom_wgs84"]
+        fields = ["id", "code", "name", "kind", "parent", "need_weight", "area_m2", "geom"]
 
 
 class ErrorSerializer(serializers.Serializer):

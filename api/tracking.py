@@ -11,11 +11,12 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.parsers import BoundedLenientJSONParser, PayloadTooLarge
 from api.serializers import StrictSerializer
 from maraudes import services
 from maraudes.fixes import parse_fixes
@@ -23,11 +24,6 @@ from maraudes.models import Role, Shift, Team
 from maraudes.roles import COORDINATION, user_has_role, user_roles, user_team_ids
 from maraudes.selectors import shift_track, shifts_visible_to
 from zones.services import track_ingest
-
-
-class PayloadTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "payload_too_large"
 
 
 class ShiftSerializer(serializers.ModelSerializer):
@@ -140,6 +136,8 @@ class FixIn(serializers.Serializer):
 
 
 class PositionsRecordApi(APIView):
+    parser_classes = [BoundedLenientJSONParser]
+
     @extend_schema(
         request=inline_serializer("FixBatch", {"fixes": FixIn(many=True)}),
         responses={

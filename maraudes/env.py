@@ -6,6 +6,7 @@ deploy-time value must stop the process, not silently fall back to a default.
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import time
 from pathlib import Path
@@ -90,3 +91,23 @@ def env_time(name: str, default: time) -> time:
 def env_path(name: str, default: Path) -> Path:
     value = _raw(name)
     return Path(value) if value else default
+
+
+def env_bbox(name: str, default: tuple[float, float, float, float]) -> tuple[float, ...]:
+    """min_lon,min_lat,max_lon,max_lat in WGS84."""
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        numbers = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        numbers = ()
+    if (
+        len(numbers) != 4
+        or not all(math.isfinite(n) for n in numbers)
+        or not (-180 <= numbers[0] < numbers[2] <= 180 and -90 <= numbers[1] < numbers[3] <= 90)
+    ):
+        raise ImproperlyConfiguredEnv(
+            f"{name}={value!r}: expected min_lon,min_lat,max_lon,max_lat in WGS84"
+        )
+    return numbers

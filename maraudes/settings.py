@@ -13,6 +13,7 @@ import dj_database_url
 from django.utils.translation import gettext_lazy as _
 
 from maraudes.env import (
+    env_bbox,
     env_bool,
     env_float,
     env_int,
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "api.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -196,15 +198,11 @@ COVERAGE_RADIUS_FOOT = env_float("COVERAGE_RADIUS_FOOT", 100.0, minimum=1)
 COVERAGE_RADIUS_VEHICLE = env_float("COVERAGE_RADIUS_VEHICLE", 50.0, minimum=1)
 DAY_START: time = env_time("DAY_START", time(6, 0))
 # Territory the API accepts fixes in (WGS84 lon/lat bbox): Île-de-France by default.
-TERRITORY_BBOX = tuple(
-    float(v) for v in env_list("TERRITORY_BBOX", ["1.40", "48.10", "3.60", "49.25"])
-)
-if len(TERRITORY_BBOX) != 4:
-    raise ValueError("TERRITORY_BBOX: expected four numbers: min_lon,min_lat,max_lon,max_lat")
+TERRITORY_BBOX = env_bbox("TERRITORY_BBOX", (1.40, 48.10, 3.60, 49.25))
 SHIFT_MAX_HOURS = env_float("SHIFT_MAX_HOURS", 12.0, minimum=1)
 POSITION_RETENTION_DAYS = env_int("POSITION_RETENTION_DAYS", 60, minimum=1)
 MAX_FIXES_PER_REQUEST = env_int("MAX_FIXES_PER_REQUEST", 5000, minimum=1)
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 5 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
 
 # --- Demo -----------------------------------------------------------------------------------
 DEMO_PASSWORD = env_str("DEMO_PASSWORD", "maraudes-demo")

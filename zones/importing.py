@@ -496,13 +496,13 @@ def _parents_resolve(
         message = _("--parent-kind doit différer de --kind (« %(kind)s »).")
         return {}, [Problem(message % {"kind": kind})]
 
-    parents = {z.code: z for z in Zone.objects.filter(kind=parent_kind, code__in=codes)}
-    if not parents:
+    if not Zone.objects.filter(kind=parent_kind).exists():
         message = _(
-            "aucune zone « %(kind)s » ne porte ces codes parents : importez d'abord les zones "
-            "parentes."
+            "aucune zone « %(kind)s » n'existe : importez d'abord les zones parentes, ou "
+            "vérifiez --parent-kind."
         )
         return {}, [Problem(message % {"kind": parent_kind})]
+    parents = {z.code: z for z in Zone.objects.filter(kind=parent_kind, code__in=codes)}
     unknown = _("zone parente « %(parent)s » inconnue parmi les zones « %(kind)s »")
     problems = [
         Problem(unknown % {"parent": r.parent_code, "kind": parent_kind}, r.index, r.code)

@@ -59,11 +59,26 @@ class ZoneCoverage:
     def white_ratio(self) -> float:
         return self.white_m2 / self.area_m2 if self.area_m2 else 0.0
 
+    def as_dict(self) -> dict:
+        """The figures of the contract's coverage row (DESIGN.md, "Contract")."""
+        return {
+            "code": self.code,
+            "name": self.name,
+            "kind": self.kind,
+            "area_m2": round(self.area_m2, 1),
+            "covered_m2": round(self.covered_m2, 1),
+            "white_m2": round(self.white_m2, 1),
+            "white_ratio": round(self.white_ratio, 4),
+            "last_visit": self.last_visit.isoformat() if self.last_visit else None,
+            "passages": self.passages,
+            "encounters": self.encounters,
+        }
+
 
 def _coverage_sql(*, with_geometry: bool) -> str:
     white = (
-        f"""ST_AsGeoJSON(ST_Transform(CASE WHEN cov.u IS NULL THEN z.geom
-                ELSE ST_Difference(z.geom, cov.u, {GRID_M}) END, 4326), 6)"""
+        f"""ST_AsGeoJSON(ST_Transform(ST_Multi(CASE WHEN cov.u IS NULL THEN z.geom
+                ELSE ST_Difference(z.geom, cov.u, {GRID_M}) END), 4326), 6)"""
         if with_geometry
         else "NULL"
     )
@@ -128,6 +143,9 @@ class WhiteZone:
     priority: float
     reason: str
 
+    def as_dict(self) -> dict:
+        return {**self.coverage.as_dict(), "priority": self.priority, "reason": self.reason}
+
 
 # People met in the last four weeks weigh in the priority.
 ENCOUNTER_LOOKBACK = timedelta(days=28)
@@ -175,9 +193,9 @@ def white_zone_priority(row: ZoneCoverage, *, today: date) -> tuple[float, str]:
     elif days == 0:
         since = _("visitée ce jour")
     else:
-        since = ngettext("non visitée depuis %(n)d jour", "non visitée depuis %(n)d jours", days) % {
-            "n": days
-        }
+        since = ngettext(
+            "non visitée depuis %(n)d jour", "non visitée depuis %(n)d jours", days
+        ) % {"n": days}
     met = ngettext(
         "%(n)d personne rencontrée ici ces 4 dernières semaines",
         "%(n)d personnes rencontrées ici ces 4 dernières semaines",

@@ -1,0 +1,703 @@
+"""`make bench`: the coverage engine on a week of Paris nights, against the targets of issue 3.
+
+    python -m bench.run                                   # the full week (about 10 minutes)
+    python -m bench.run --teams 5 --nights 2 --fixes 200  # a quick run
+
+It uses a database of its own, `maraudes_bench`, dropped and created again on the project-
+local cluster at each run (never the dev database), loads the 80 real quartiers and the
+scenario of bench/scenario.py, and measures, in this order:
+
+1. ingestion through the service (`track_ingest`, batches of 1,000), most of the week;
+2. ingestion through HTTP (`POST /api/v1/shifts/{id}/positions/`, batches of 500) against a
+   real uvicorn started on a free port, two client threads;
+3. the incremental update after a 30-fix batch, on the loaded week;
+4. the weekly white zones of the 80 quartiers over 20 seven-day windows;
+5. the naive baseline: one query buffering and unioning the raw tracks of the week;
+6. the rebuild of the week from the raw fixes, then checks that it agrees with what the
+   incremental path had built (per zone, within 0.1 % of its area).
+
+It prints a table with each target and writes `bench/results/latest.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from bench.scenario import (
+    DEFAULT_FIXES,
+    DEFAULT_NIGHTS,
+    DEFAULT_SEED,
+    DEFAULT_TEAMS,
+    Scenario,
+    ShiftPlan,
+    generate,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+DB_NAME = "maraudes_bench"
+
+SERVICE_BATCH = 1000
+HTTP_BATCH = 500
+INCREMENTAL_BATCH = 30
+WINDOW_RUNS = 20
+WINDOW_DAYS = 7
+# Rebuild and incremental path agree per zone within this share of the zone's area.
+AGREEMENT = 0.001
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    unit: str
+    limit: float
+    higher_is_better: bool
+
+    def passes(self, value: float) -> bool:
+        return value >= self.limit if self.higher_is_better else value <= self.limit
+
+    def text(self) -> str:
+        return f"{'≥' if self.higher_is_better else '≤'} {self.limit:g} {self.unit}"
+
+
+TARGETS = [
+    Target("white_zones_week_p50_ms", "white zones, week, 80 quartiers, p50", "ms", 100, False),
+    Target("white_zones_week_p95_ms", "white zones, week, 80 quartiers, p95", "ms", math.inf, False),
+    Target("naive_baseline_ms", "naive baseline (buffer + union raw tracks)", "ms", math.inf, False),
+    Target("speedup_vs_naive", "speed-up vs naive (naive / p50)", "×", 300, True),
+    Target("incremental_30_fixes_p50_ms", "track_ingest of a 30-fix batch, p50", "ms", 10, False),
+    Target("ingest_service_fixes_per_s", "ingestion via service (batches of 1,000)", "fixes/s", 20_000, True),
+    Target("ingest_http_fixes_per_s", "ingestion via HTTP (batches of 500, 2 clients)", "fixes/s", 5_000, True),
+    Target("rebuild_week_s", "coverage_rebuild of the week", "s", 30, False),
+]  # fmt: skip
+
+
+# --- The database ---------------------------------------------------------------------------
+
+
+def database_create(*, host: str, port: int, name: str) -> str:
+    """Drop and create the bench database with PostGIS; return its URL."""
+    import psycopg
+
+    with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres") as conn:
+        conn.autocommit = True
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(host=host, port=port, user="postgres", dbname=name) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    return f"postgis://postgres@{host}:{port}/{name}"
+
+
+def django_setup(database_url: str) -> None:
+    # Before django.setup(): the settings read the environment once.
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["DB_POOL"] = "false"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maraudes.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+# --- Helpers --------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(math.ceil(q / 100 * len(ordered)), 1)
+    return ordered[rank - 1]
+
+
+_STARTED = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - _STARTED:7.1f} s] {message}", flush=True)
+
+
+def batches(shift: ShiftPlan, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, len(shift), size):
+        yield start, min(start + size, len(shift))
+
+
+def round_robin(groups: list[list]) -> Iterator:
+    """Items of each group in order, the groups taking turns (teams send at the same time)."""
+    for i in range(max((len(g) for g in groups), default=0)):
+        for group in groups:
+            if i < len(group):
+                yield group[i]
+
+
+def windows(first: date, nights: int, runs: int = WINDOW_RUNS) -> list[tuple[date, date]]:
+    """`runs` seven-day windows around the scenario's nights, the fullest first.
+
+    A window's cost grows with the number of nights of coverage it holds, so the windows
+    that hold the most are taken first: with 7 nights only one window holds them all, and
+    13 distinct windows touch the week at all (1 to 7 nights). Rather than time empty
+    windows, or generate three weeks of data to time a weekly query, the 20 runs cycle over
+    the distinct windows by decreasing overlap (7, 6, 6, 5, 5, ... nights), so every window
+    holds nights and the p50 is that of a window holding most of a week. The JSON also
+    gives the p50 of the full-week window alone.
+    """
+    candidates = []
+    for k in range(-(WINDOW_DAYS - 1), nights):
+        overlap = min(k + WINDOW_DAYS, nights) - max(k, 0)
+        candidates.append((-overlap, abs(k), k))
+    ordered = [first + timedelta(days=k) for _, _, k in sorted(candidates)]
+    picked = [ordered[i % len(ordered)] for i in range(runs)]
+    return [(start, start + timedelta(days=WINDOW_DAYS - 1)) for start in picked]
+
+
+@dataclass
+class World:
+    """What the bench created in the database for the scenario."""
+
+    shift_ids: dict[tuple[int, date], int] = field(default_factory=dict)
+    token: str = ""
+
+
+def world_create(scenario: Scenario) -> World:
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+    from rest_framework.authtoken.models import Token
+
+    from maraudes.models import Membership, Role, TeamMode
+    from maraudes.services import organization_create, shift_end, shift_start, team_create
+
+    world = World()
+    with transaction.atomic():
+        org = organization_create(name="Banc d'essai")
+        user = get_user_model().objects.create_user(username="bench", password=None)
+        Membership.objects.create(user=user, organization=org, role=Role.COORDINATOR)
+        world.token = Token.objects.create(user=user).key
+        teams = {
+            plan.index: team_create(
+                organization=org,
+                name=plan.name,
+                mode=TeamMode.VEHICLE if plan.mode == "vehicle" else TeamMode.FOOT,
+            )
+            for plan in scenario.teams
+        }
+        for plan in scenario.shifts:
+            shift = shift_start(team=teams[plan.team], by=user, started_at=plan.started_at).shift
+            shift_end(shift=shift, ended_at=plan.ended_at)
+            world.shift_ids[(plan.team, plan.night)] = shift.pk
+    return world
+
+
+def fixes_of(plan: ShiftPlan, start: int, stop: int) -> list:
+    from maraudes.fixes import Fix
+
+    return [
+        Fix(t=f.t, lon=f.lon, lat=f.lat, accuracy=f.accuracy, speed=f.speed, index=i)
+        for i, f in enumerate(plan.fixes(start, stop))
+    ]
+
+
+def split(scenario: Scenario, *, http_fixes: int, incremental_batches: int) -> dict:
+    """Shifts of the last night set aside for HTTP and for the 30-fix batches; the service
+    loads the rest. Every shift ends up in the week, whichever door it came through."""
+    last = [s for s in scenario.shifts if s.night == scenario.nights[-1]]
+    per_shift = max(scenario.fixes_per_shift, 1)
+    n_incr = min(math.ceil(incremental_batches * INCREMENTAL_BATCH / per_shift), len(last) // 4)
+    n_http = min(math.ceil(http_fixes / per_shift), len(last) // 2)
+    incremental = last[: max(n_incr, 1)]
+    http_ = last[len(incremental) : len(incremental) + max(n_http, 1)]
+    held = {id(s) for s in incremental + http_}
+    service = [s for s in scenario.shifts if id(s) not in held]
+    return {"service": service, "http": http_, "incremental": incremental}
+
+
+# --- 1. Service ingestion -------------------------------------------------------------------
+
+
+def bench_service(world: World, shifts: list[ShiftPlan]) -> dict:
+    from maraudes.models import Shift
+    from zones.services import track_ingest
+
+    by_id = Shift.objects.select_related("team").in_bulk(world.shift_ids.values())
+    elapsed = 0.0
+    count = 0
+    nights = sorted({s.night for s in shifts})
+    for night in nights:
+        groups = [
+            [(plan, a, b) for a, b in batches(plan, SERVICE_BATCH)]
+            for plan in shifts
+            if plan.night == night
+        ]
+        for plan, a, b in round_robin(groups):
+            shift = by_id[world.shift_ids[(plan.team, plan.night)]]
+            fixes = fixes_of(plan, a, b)
+            t0 = time.perf_counter()
+            recorded = track_ingest(shift=shift, fixes=fixes)
+            elapsed += time.perf_counter() - t0
+            count += len(recorded.accepted)
+        say(f"  service: night {night} loaded, {count:,} fixes in {elapsed:.1f} s")
+    return {
+        "ingest_service_fixes_per_s": round(count / elapsed) if elapsed else 0,
+        "ingest_service_fixes": count,
+        "ingest_service_s": round(elapsed, 2),
+    }
+
+
+# --- 2. HTTP ingestion ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_start(database_url: str, port: int, workers: int, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-only-" + "x" * 50,
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "maraudes.settings",
+    }
+    env.pop("DB_POOL", None)  # the server runs as in production: psycopg's pool under ASGI
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "maraudes.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited ({process.returncode}):\n{log.read_text()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/api/v1/zones/?kind=none")
+            conn.getresponse().read()
+            conn.close()
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError(f"uvicorn did not answer on port {port}:\n{log.read_text()}")
+
+
+def server_stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def bench_http(
+    world: World, shifts: list[ShiftPlan], *, database_url: str, workers: int, clients: int
+) -> dict:
+    # The bodies are encoded before the clock starts: it is the server being measured.
+    jobs: list[list[tuple[int, bytes, int]]] = [[] for _ in range(clients)]
+    for n, plan in enumerate(shifts):
+        shift_id = world.shift_ids[(plan.team, plan.night)]
+        for a, b in batches(plan, HTTP_BATCH):
+            body = {
+                "fixes": [
+                    {
+                        "t": f.t.isoformat(),
+                        "lon": f.lon,
+                        "lat": f.lat,
+                        "accuracy": f.accuracy,
+                        "speed": f.speed,
+                    }
+                    for f in plan.fixes(a, b)
+                ]
+            }
+            jobs[n % clients].append((shift_id, json.dumps(body).encode(), b - a))
+    headers = {"Authorization": f"Token {world.token}", "Content-Type": "application/json"}
+    port = free_port()
+    log = Path(tempfile.gettempdir()) / f"maraudes-bench-uvicorn-{port}.log"
+    process = server_start(database_url, port, workers, log)
+    accepted = [0] * clients
+    errors: list[str] = []
+    latencies: list[float] = []
+
+    def client(i: int, start: threading.Barrier) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        # Warm up the worker (imports, pool) outside the clock.
+        for _ in range(2):
+            conn.request("GET", f"/api/v1/shifts/{jobs[i][0][0]}/", headers=headers)
+            conn.getresponse().read()
+        start.wait()
+        for shift_id, body, _n in jobs[i]:
+            t0 = time.perf_counter()
+            conn.request("POST", f"/api/v1/shifts/{shift_id}/positions/", body, headers)
+            response = conn.getresponse()
+            data = response.read()
+            latencies.append(time.perf_counter() - t0)
+            if response.status != 200:
+                errors.append(f"{response.status}: {data[:300]!r}")
+                continue
+            accepted[i] += json.loads(data)["accepted"]
+        conn.close()
+
+    try:
+        active = [i for i in range(clients) if jobs[i]]
+        barrier = threading.Barrier(len(active) + 1)
+        threads = [threading.Thread(target=client, args=(i, barrier)) for i in active]
+        for thread in threads:
+            thread.start()
+        barrier.wait()
+        t0 = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - t0
+    finally:
+        server_stop(process)
+    if errors:
+        raise RuntimeError(f"{len(errors)} HTTP errors, first: {errors[0]}")
+    sent = sum(n for job in jobs for _, _, n in job)
+    total = sum(accepted)
+    if total != sent:
+        raise RuntimeError(f"HTTP: {sent} fixes sent, {total} accepted")
+    return {
+        "ingest_http_fixes_per_s": round(total / elapsed),
+        "ingest_http_fixes": total,
+        "ingest_http_request_p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "ingest_http_workers": workers,
+        "ingest_http_clients": len(active),
+    }
+
+
+# --- 3. Incremental 30-fix batches ----------------------------------------------------------
+
+
+def bench_incremental(world: World, shifts: list[ShiftPlan]) -> dict:
+    """`track_ingest` of 30-fix batches in time order, timed whole; its two steps (storing
+    the fixes, updating coverage) timed too, through wrappers set here for this phase."""
+    import zones.services as zone_services
+    from maraudes.models import Shift
+
+    by_id = Shift.objects.select_related("team").in_bulk(world.shift_ids.values())
+    steps: dict[str, list[float]] = {"positions_record": [], "coverage_update": []}
+
+    def timed(name: str, function: Callable) -> Callable:
+        def wrapper(**kwargs):
+            t0 = time.perf_counter()
+            try:
+                return function(**kwargs)
+            finally:
+                steps[name].append(time.perf_counter() - t0)
+
+        return wrapper
+
+    originals = {name: getattr(zone_services, name) for name in steps}
+    whole: list[float] = []
+    try:
+        for name, function in originals.items():
+            setattr(zone_services, name, timed(name, function))
+        groups = [
+            [(plan, a, b) for a, b in batches(plan, INCREMENTAL_BATCH)] for plan in shifts
+        ]
+        for plan, a, b in round_robin(groups):
+            shift = by_id[world.shift_ids[(plan.team, plan.night)]]
+            fixes = fixes_of(plan, a, b)
+            t0 = time.perf_counter()
+            zone_services.track_ingest(shift=shift, fixes=fixes)
+            whole.append(time.perf_counter() - t0)
+    finally:
+        for name, function in originals.items():
+            setattr(zone_services, name, function)
+
+    def ms(values: list[float], q: float) -> float:
+        return round(percentile(values, q) * 1000, 2) if values else 0.0
+
+    return {
+        "incremental_30_fixes_p50_ms": ms(whole, 50),
+        "incremental_30_fixes_p95_ms": ms(whole, 95),
+        "incremental_30_fixes_coverage_update_p50_ms": ms(steps["coverage_update"], 50),
+        "incremental_30_fixes_coverage_update_p95_ms": ms(steps["coverage_update"], 95),
+        "incremental_30_fixes_positions_record_p50_ms": ms(steps["positions_record"], 50),
+        "incremental_30_fixes_batches": len(whole),
+    }
+
+
+# --- 4. White zones -------------------------------------------------------------------------
+
+
+def bench_white_zones(scenario: Scenario, *, suffix: str = "") -> dict:
+    from zones.selectors import white_zones
+
+    first, last = scenario.nights[0], scenario.nights[-1]
+    white_zones(day_from=first, day_to=last, kind="quartier")  # warm the caches once
+    runs = []
+    full_week = []
+    for day_from, day_to in windows(first, len(scenario.nights)):
+        t0 = time.perf_counter()
+        result = white_zones(day_from=day_from, day_to=day_to, kind="quartier")
+        elapsed = time.perf_counter() - t0
+        runs.append(elapsed)
+        if day_from <= first and day_to >= last:
+            full_week.append(elapsed)
+        assert all(w.coverage.kind == "quartier" for w in result)
+    return {
+        f"white_zones_week_p50_ms{suffix}": round(percentile(runs, 50) * 1000, 1),
+        f"white_zones_week_p95_ms{suffix}": round(percentile(runs, 95) * 1000, 1),
+        f"white_zones_full_week_p50_ms{suffix}": round(percentile(full_week, 50) * 1000, 1),
+    }
+
+
+# --- 5. Naive baseline ----------------------------------------------------------------------
+
+NAIVE_SQL = """
+WITH tracks AS (
+  SELECT ST_MakeLine(p.point ORDER BY p.recorded_at) AS g
+  FROM maraudes_position p
+  WHERE p.recorded_at >= %s AND p.recorded_at < %s
+  GROUP BY p.shift_id
+), covered AS (
+  SELECT ST_Union(ST_Buffer(g, 100)) AS u FROM tracks
+)
+SELECT count(*), sum(ST_Area(ST_Difference(z.geom, covered.u)))
+FROM zones_zone z CROSS JOIN covered
+WHERE z.kind = 'quartier'
+"""
+
+
+def bench_naive(scenario: Scenario, runs: int) -> dict:
+    """One PostGIS query: buffer every raw track of the week by 100 m, union them, and take
+    each quartier minus that union. No filter, no segment rule: the simplest honest answer."""
+    from django.db import connection
+
+    from maraudes.days import service_day_bounds
+
+    start = service_day_bounds(scenario.nights[0])[0]
+    end = service_day_bounds(scenario.nights[-1])[1]
+    times = []
+    white = 0.0
+    for _ in range(runs):
+        with connection.cursor() as cursor:
+            t0 = time.perf_counter()
+            cursor.execute(NAIVE_SQL, [start, end])
+            zones, white = cursor.fetchone()
+            times.append(time.perf_counter() - t0)
+        say(f"  naive: {times[-1]:.1f} s, {zones} quartiers, white {white / 1e6:.2f} km²")
+    return {
+        "naive_baseline_ms": round(min(times) * 1000),
+        "naive_white_km2": round(white / 1e6, 3),
+    }
+
+
+# --- 6. Rebuild and agreement ---------------------------------------------------------------
+
+
+def coverage_snapshot(scenario: Scenario) -> dict:
+    """White area per quartier over the week, and covered area per (zone, day)."""
+    from django.db import connection
+
+    from zones.selectors import zones_coverage
+
+    first, last = scenario.nights[0], scenario.nights[-1]
+    week = {
+        row.code: (row.white_m2, row.area_m2)
+        for row in zones_coverage(day_from=first, day_to=last, kind="quartier")
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT z.code, c.day, c.covered_m2, z.area_m2 FROM zones_zonedaycoverage c
+               JOIN zones_zone z ON z.id = c.zone_id WHERE c.day BETWEEN %s AND %s""",
+            [first, last],
+        )
+        days = {(code, day): (covered, area) for code, day, covered, area in cursor.fetchall()}
+    return {"week": week, "days": days}
+
+
+def agreement(before: dict, after: dict) -> dict:
+    """Compare the incremental path (before) with the rebuild (after), as shares of areas."""
+    worst_week, worst_day = 0.0, 0.0
+    bad: list[str] = []
+    for code, (white, area) in before["week"].items():
+        diff = abs(white - after["week"][code][0]) / area
+        worst_week = max(worst_week, diff)
+        if diff > AGREEMENT:
+            bad.append(f"quartier {code}: white {white:.0f} vs {after['week'][code][0]:.0f} m²")
+    for key in before["days"].keys() | after["days"].keys():
+        covered_before, area = before["days"].get(key, (0.0, None)) or (0.0, None)
+        covered_after, area_after = after["days"].get(key, (0.0, None))
+        area = area or area_after
+        diff = abs(covered_before - covered_after) / area
+        worst_day = max(worst_day, diff)
+        if diff > AGREEMENT:
+            bad.append(f"zone-day {key[0]} {key[1]}: {covered_before:.0f} vs {covered_after:.0f} m²")
+    return {
+        "rebuild_vs_incremental_max_diff_pct": round(worst_week * 100, 4),
+        "rebuild_vs_incremental_zone_day_max_diff_pct": round(worst_day * 100, 4),
+        "rebuild_vs_incremental_ok": not bad,
+        "_disagreements": bad,
+    }
+
+
+def bench_rebuild(scenario: Scenario) -> dict:
+    from zones.services import coverage_rebuild
+
+    t0 = time.perf_counter()
+    result = coverage_rebuild(day_from=scenario.nights[0], day_to=scenario.nights[-1])
+    elapsed = time.perf_counter() - t0
+    return {
+        "rebuild_week_s": round(elapsed, 2),
+        "rebuild_shift_days": result.shift_days,
+        "rebuild_zone_days": result.zone_days,
+    }
+
+
+# --- Main -----------------------------------------------------------------------------------
+
+
+def report(results: dict) -> bool:
+    print()
+    print(f"{'figure':<52} {'measured':>14} {'target':>18}  ")
+    print("-" * 92)
+    ok = True
+    for target in TARGETS:
+        value = results.get(target.key)
+        if value is None:
+            continue
+        bounded = math.isfinite(target.limit)
+        verdict = ("PASS" if target.passes(value) else "MISS") if bounded else ""
+        ok &= verdict != "MISS"
+        target_text = target.text() if bounded else "—"
+        print(f"{target.label:<52} {value:>14,.1f} {target_text:>18}  {verdict}")
+    print("-" * 92)
+    agree = results.get("rebuild_vs_incremental_ok")
+    print(
+        f"{'rebuild = incremental (max diff, % of zone area)':<52} "
+        f"{results.get('rebuild_vs_incremental_max_diff_pct', 0):>14.4f} "
+        f"{'≤ 0.1 %':>18}  {'PASS' if agree else 'MISS'}"
+    )
+    print(
+        f"cores {results['cores']} · {results['scenario_teams']} teams × "
+        f"{results['scenario_nights']} nights × {results['scenario_fixes']} fix slots = "
+        f"{results['scenario_fix_count']:,} fixes"
+    )
+    return ok and bool(agree)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark of the coverage engine.")
+    parser.add_argument("--teams", type=int, default=DEFAULT_TEAMS)
+    parser.add_argument("--nights", type=int, default=DEFAULT_NIGHTS)
+    parser.add_argument("--fixes", type=int, default=DEFAULT_FIXES, help="fix slots per shift")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--http-fixes", type=int, default=40_000, help="fixes sent over HTTP")
+    parser.add_argument("--http-workers", type=int, default=2, help="uvicorn workers")
+    parser.add_argument("--http-clients", type=int, default=2, help="concurrent client threads")
+    parser.add_argument("--incremental-batches", type=int, default=200)
+    parser.add_argument("--naive-runs", type=int, default=1)
+    parser.add_argument("--db-host", default="127.0.0.1")
+    parser.add_argument(
+        "--db-port", type=int, default=int(os.environ.get("MARAUDES_PG_PORT", "54329"))
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    say(f"Database {DB_NAME} on {args.db_host}:{args.db_port} (dropped and created)")
+    database_url = database_create(host=args.db_host, port=args.db_port, name=DB_NAME)
+    django_setup(database_url)
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    from tests.support.paris import load_zones
+
+    call_command("migrate", verbosity=0, interactive=False)
+    zones = load_zones()
+    say(f"{len(zones)} quartiers loaded")
+
+    t0 = time.perf_counter()
+    scenario = generate(teams=args.teams, nights=args.nights, fixes=args.fixes, seed=args.seed)
+    say(
+        f"Scenario: {len(scenario.shifts)} shifts, {scenario.fix_count:,} fixes "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
+    world = world_create(scenario)
+    parts = split(scenario, http_fixes=args.http_fixes, incremental_batches=args.incremental_batches)
+
+    results: dict = {
+        "cores": os.cpu_count(),
+        "scenario_teams": args.teams,
+        "scenario_nights": args.nights,
+        "scenario_fixes": args.fixes,
+        "scenario_fix_count": scenario.fix_count,
+        "scenario_seed": args.seed,
+    }
+    say(f"1. Service ingestion: {sum(len(s) for s in parts['service']):,} fixes")
+    results |= bench_service(world, parts["service"])
+    say(f"2. HTTP ingestion: {sum(len(s) for s in parts['http']):,} fixes")
+    results |= bench_http(
+        world,
+        parts["http"],
+        database_url=database_url,
+        workers=args.http_workers,
+        clients=args.http_clients,
+    )
+    say(f"3. Incremental: {len(parts['incremental'])} shifts in 30-fix batches")
+    results |= bench_incremental(world, parts["incremental"])
+
+    with connection.cursor() as cursor:
+        # What autovacuum would have done on a live database by now.
+        cursor.execute("ANALYZE")
+    say("4. White zones over 20 windows")
+    results |= bench_white_zones(scenario)
+    results["_before"] = coverage_snapshot(scenario)
+    say("5. Naive baseline")
+    results |= bench_naive(scenario, args.naive_runs)
+    results["speedup_vs_naive"] = round(
+        results["naive_baseline_ms"] / max(results["white_zones_week_p50_ms"], 1e-3), 1
+    )
+    say("6. Rebuild of the week")
+    results |= bench_rebuild(scenario)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    results |= agreement(results.pop("_before"), coverage_snapshot(scenario))
+    results |= bench_white_zones(scenario, suffix="_after_rebuild")
+    results["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+
+    disagreements = results.pop("_disagreements")
+    ok = report(results)
+    for line in disagreements[:20]:
+        print(f"  disagreement: {line}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    say(f"Written {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
