@@ -12,9 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.params import reject_unknown_params, zone_kind_param
 from api.permissions import SeesAggregates
 from maraudes.days import WindowError, days_window
-from zones.selectors import white_zones, zone_kinds, zones_coverage
+from zones.selectors import staleness_layers, white_zones, zones_coverage
 
 WINDOW_PARAMS = [
     OpenApiParameter("from", OpenApiTypes.DATE, description="premier jour de service (inclus)"),
@@ -24,21 +25,13 @@ WINDOW_PARAMS = [
 
 
 def parse_window_query(request: Request) -> tuple:
+    reject_unknown_params(request, {"from", "to", "kind"})
     params = request.query_params
-    unknown = sorted(set(params) - {"from", "to", "kind", "format"})
-    if unknown:
-        raise ValidationError({name: ["Paramètre inconnu."] for name in unknown})
     try:
         day_from, day_to = days_window(params.get("from"), params.get("to"))
     except WindowError as exc:
         raise ValidationError({exc.field: [exc.message]}) from None
-    kind = params.get("kind") or None
-    if kind is not None and kind not in zone_kinds():
-        known = ", ".join(zone_kinds()) or "aucun"
-        raise ValidationError(
-            {"kind": [f"Aucune zone de type « {kind} ». Types connus : {known}."]}
-        )
-    return day_from, day_to, kind
+    return day_from, day_to, zone_kind_param(request)
 
 
 class WhiteZonesApi(APIView):
@@ -81,3 +74,41 @@ class CoverageApi(APIView):
         day_from, day_to, kind = parse_window_query(request)
         rows = zones_coverage(day_from=day_from, day_to=day_to, kind=kind)
         return Response([r.as_dict() for r in rows])
+
+
+class StalenessApi(APIView):
+    permission_classes = [IsAuthenticated, SeesAggregates]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "day", OpenApiTypes.DATE, description="jour de service (défaut : ce soir)"
+            ),
+            OpenApiParameter("kind", OpenApiTypes.STR, description="type de zone"),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+        description="Zones découpées selon la dernière visite : cette nuit, 3 jours, 7 jours, "
+        "28 jours, pas depuis 28 jours. GeoJSON (WGS84).",
+    )
+    def get(self, request: Request) -> Response:
+        reject_unknown_params(request, {"day", "kind"})
+        try:
+            _first, day = days_window(None, request.query_params.get("day"), default_days=1)
+        except WindowError as exc:
+            raise ValidationError({"day": [exc.message]}) from None
+        kind = zone_kind_param(request)
+        features = [
+            {
+                "type": "Feature",
+                "geometry": json.loads(part.geojson),
+                "properties": {
+                    "code": part.code,
+                    "name": part.name,
+                    "staleness": part.staleness,
+                    "label": part.label,
+                    "area_m2": round(part.area_m2, 1),
+                },
+            }
+            for part in staleness_layers(today=day, kind=kind)
+        ]
+        return Response({"type": "FeatureCollection", "day": day.isoformat(), "features": features})

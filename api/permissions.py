@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 
 from maraudes.models import Role
@@ -11,7 +12,7 @@ ADMINS = frozenset({Role.ADMIN})
 class IsCoordination(BasePermission):
     """Admins and coordinators (and Django superusers)."""
 
-    message = "Réservé à la coordination (rôle administrateur ou coordinateur)."
+    message = _("Réservé à la coordination (rôle administrateur ou coordinateur).")
 
     def has_permission(self, request, view) -> bool:
         return user_has_role(request.user, COORDINATION)
@@ -20,7 +21,7 @@ class IsCoordination(BasePermission):
 class SeesAggregates(BasePermission):
     """Admins, coordinators and planners."""
 
-    message = "Réservé à la coordination et aux planificateurs."
+    message = _("Réservé à la coordination et aux planificateurs.")
 
     def has_permission(self, request, view) -> bool:
         return user_has_role(request.user, AGGREGATES)
@@ -29,7 +30,7 @@ class SeesAggregates(BasePermission):
 class IsAdminRole(BasePermission):
     """Administrators (an `admin` membership, or a Django superuser)."""
 
-    message = "Réservé aux administrateurs."
+    message = _("Réservé aux administrateurs.")
 
     def has_permission(self, request, view) -> bool:
         return user_has_role(request.user, ADMINS)

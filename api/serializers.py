@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -17,14 +18,14 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError({name: ["Champ inconnu."] for name in unknown})
+                raise serializers.ValidationError({name: [_("Champ inconnu.")] for name in unknown})
         return super().to_internal_value(data)
 
 
 class StrictCharField(serializers.CharField):
     """A CharField that takes only strings: DRF's own turns 42 into "42" without a word."""
 
-    default_error_messages = {"invalid": "Une chaîne de caractères est attendue."}
+    default_error_messages = {"invalid": _("Une chaîne de caractères est attendue.")}
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
@@ -63,7 +64,7 @@ class TeamInSerializer(StrictSerializer):
     color = serializers.RegexField(
         r"^#[0-9a-fA-F]{6}$",
         required=False,
-        error_messages={"invalid": "Couleur attendue au format #rrggbb."},
+        error_messages={"invalid": _("Couleur attendue au format #rrggbb.")},
     )
 
 

@@ -19,4 +19,5 @@ urlpatterns = [
     ),
     path("white-zones/", coverage.WhiteZonesApi.as_view(), name="white-zones"),
     path("coverage/", coverage.CoverageApi.as_view(), name="coverage"),
+    path("staleness/", coverage.StalenessApi.as_view(), name="staleness"),
 ]

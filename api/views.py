@@ -6,6 +6,7 @@ import math
 
 from django.contrib.gis.db.models.functions import Transform
 from django.contrib.gis.geos import Polygon
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -16,10 +17,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
+from api.params import reject_unknown_params, zone_kind_param
 from api.permissions import IsAdminRole, IsCoordination
 from maraudes import services
 from maraudes.selectors import organizations_visible_to, teams_visible_to
-from zones.selectors import zone_kinds, zones_list
+from zones.selectors import zones_list
 
 WGS84 = 4326
 
@@ -92,12 +94,12 @@ def parse_bbox(raw: str) -> Polygon:
         values = []
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
         raise ValidationError(
-            {"bbox": ["Attendu : quatre nombres min_lon,min_lat,max_lon,max_lat (WGS84)."]}
+            {"bbox": [_("Attendu : quatre nombres min_lon,min_lat,max_lon,max_lat (WGS84).")]}
         )
     x0, y0, x1, y1 = values
     if not (-180 <= x0 < x1 <= 180 and -90 <= y0 < y1 <= 90):
         raise ValidationError(
-            {"bbox": ["Bornes invalides : il faut min < max, longitudes ±180, latitudes ±90."]}
+            {"bbox": [_("Bornes invalides : il faut min < max, longitudes ±180, latitudes ±90.")]}
         )
     poly = Polygon.from_bbox((x0, y0, x1, y1))
     poly.srid = WGS84
@@ -106,8 +108,6 @@ def parse_bbox(raw: str) -> Polygon:
 
 class ZoneListApi(APIView):
     """Map layer: zones as GeoJSON in WGS84 (stored in the metric SRID, transformed here)."""
-
-    known_params = {"kind", "bbox", "format"}
 
     @extend_schema(
         parameters=[
@@ -125,22 +125,11 @@ class ZoneListApi(APIView):
             400: BAD_REQUEST,
             401: UNAUTHENTICATED,
         },
-        description="Zones as a GeoJSON FeatureCollection in WGS84.",
+        description="Les zones en GeoJSON (FeatureCollection, WGS84), par type et par bbox.",
     )
     def get(self, request: Request) -> Response:
-        unknown = sorted(set(request.query_params) - self.known_params)
-        if unknown:
-            raise ValidationError(
-                {name: ["Paramètre inconnu. Paramètres acceptés : kind, bbox."] for name in unknown}
-            )
-        kind = request.query_params.get("kind") or None
-        if kind is not None:
-            kinds = zone_kinds()
-            if kind not in kinds:
-                known = ", ".join(kinds) or "aucun"
-                raise ValidationError(
-                    {"kind": [f"Aucune zone de type « {kind} ». Types connus : {known}."]}
-                )
+        reject_unknown_params(request, {"kind", "bbox"})
+        kind = zone_kind_param(request)
         bbox = request.query_params.get("bbox")
         zones = zones_list(kind=kind, bbox=parse_bbox(bbox) if bbox else None).annotate(
             geom_wgs84=Transform("geom", WGS84)

@@ -7,17 +7,18 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from maraudes.fixes import MAX_FUTURE, Fix, Rejected
-from maraudes.models import Organization, PositionSource, Shift, Team, TeamMode
+from maraudes.models import Organization, Position, PositionSource, Shift, Team, TeamMode
 
 
 def organization_create(*, name: str) -> Organization:
@@ -215,3 +216,32 @@ def positions_record(
 
 def _t(moment: datetime) -> dict[str, str]:
     return {"t": timezone.localtime(moment).strftime("%d/%m/%Y %H:%M:%S")}
+
+
+# --- Privacy and lifecycle ------------------------------------------------------------------
+
+
+def shifts_close_stale(*, now: datetime | None = None) -> list[Shift]:
+    """Close the shifts left open longer than SHIFT_MAX_HOURS: workers are tracked only
+    during a shift. The shift ends at its last fix (or its start), not at the limit."""
+    now = now or timezone.now()
+    limit = now - timedelta(hours=settings.SHIFT_MAX_HOURS)
+    stale = list(
+        Shift.objects.filter(ended_at__isnull=True, started_at__lt=limit)
+        .annotate(last_fix=Max("positions__recorded_at"))
+        .order_by("started_at")
+    )
+    closed = []
+    for shift in stale:
+        ended_at = max(shift.last_fix or shift.started_at, shift.started_at)
+        closed.append(shift_end(shift=shift, ended_at=ended_at, automatically=True))
+    return closed
+
+
+def positions_purge(*, now: datetime | None = None) -> int:
+    """Delete raw fixes older than POSITION_RETENTION_DAYS. Per-day coverage, which names no
+    worker, is kept."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.POSITION_RETENTION_DAYS)
+    deleted, _by_model = Position.objects.filter(recorded_at__lt=cutoff).delete()
+    return deleted

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from django.conf import settings
 from django.contrib.gis.geos import Polygon
 from django.db import connection
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
 from maraudes.days import service_day_bounds
 from zones.geometry import GRID_M
@@ -207,3 +208,71 @@ def white_zone_priority(row: ZoneCoverage, *, today: date) -> tuple[float, str]:
         "met": met,
     }
     return round(priority, 3), reason
+
+
+# --- Staleness: how long since anyone passed ----------------------------------------------
+
+STALENESS_CLASSES = [
+    ("tonight", 1, gettext_lazy("couverte cette nuit")),
+    ("3_days", 3, gettext_lazy("couverte ces 3 derniers jours")),
+    ("7_days", 7, gettext_lazy("couverte ces 7 derniers jours")),
+    ("28_days", 28, gettext_lazy("couverte ces 28 derniers jours")),
+]
+NEVER = ("not_28_days", gettext_lazy("pas couverte depuis 28 jours"))
+
+
+@dataclass(frozen=True)
+class StalenessPart:
+    zone_id: int
+    code: str
+    name: str
+    staleness: str
+    label: str
+    area_m2: float
+    geojson: str
+
+
+def staleness_layers(*, today: date, kind: str | None = None) -> list[StalenessPart]:
+    """Each zone cut by the last visit of its places, as of service day `today`: covered
+    tonight, in the last 3 days, 7 days, 28 days, and not in 28 days."""
+    empty = f"ST_GeomFromText('MULTIPOLYGON EMPTY', {settings.SRID})"
+    unions = ",\n".join(
+        f"COALESCE(ST_Union(c.geom, {GRID_M}) FILTER (WHERE c.day > %(today)s - {days}), {empty})"
+        f" AS u{days}"
+        for _key, days, _label in STALENESS_CLASSES
+    )
+    parts = []
+    previous = empty
+    for _key, days, _label in STALENESS_CLASSES:
+        parts.append(f"ST_Difference(u.u{days}, {previous}, {GRID_M})")
+        previous = f"u.u{days}"
+    parts.append(f"ST_Difference(z.geom, {previous}, {GRID_M})")
+    columns = ",\n".join(
+        f"ST_Area(p{i}) AS a{i}, ST_AsGeoJSON(ST_Transform(ST_Multi(p{i}), 4326), 6) AS g{i}"
+        for i in range(len(parts))
+    )
+    sql = f"""
+    SELECT z.id, z.code, z.name, {columns}
+    FROM zones_zone z
+    JOIN LATERAL (
+      SELECT {unions}
+      FROM zones_zonedaycoverage c
+      WHERE c.zone_id = z.id AND c.day > %(today)s - 28 AND c.day <= %(today)s
+    ) u ON true
+    CROSS JOIN LATERAL (SELECT {", ".join(f"{p} AS p{i}" for i, p in enumerate(parts))}) d
+    WHERE (%(kind)s::text IS NULL OR z.kind = %(kind)s)
+    ORDER BY z.kind, z.code
+    """
+    classes = [(key, label) for key, _days, label in STALENESS_CLASSES] + [NEVER]
+    result = []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"today": today, "kind": kind})
+        for row in cursor.fetchall():
+            zone_id, code, name, *figures = row
+            for i, (key, label) in enumerate(classes):
+                area, geojson = figures[2 * i], figures[2 * i + 1]
+                if area and area >= WHITE_EPSILON_M2:
+                    result.append(
+                        StalenessPart(zone_id, code, name, key, str(label), area, geojson)
+                    )
+    return result

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 import shapely
 from django.conf import settings
@@ -252,7 +252,7 @@ class RebuildResult:
 
 def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None) -> RebuildResult:
     """Recompute pieces and zone-days from the raw fixes, for the days in [day_from, day_to]
-    (all days with fixes when not given). Same result as the incremental path."""
+    (every day when not given) that have raw fixes. Same result as the incremental path."""
     day_sql = service_day_sql("p.recorded_at")
     where = ["p.accuracy <= %s"]
     args: list = [settings.MAX_ACCURACY_M]
@@ -276,18 +276,11 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
         for shift_id, day, t, x, y in rows:
             tracks[(shift_id, day)].append(TrackFix(t, x, y))
         shifts = Shift.objects.select_related("team").in_bulk({key[0] for key in tracks})
+        # Only days that still have raw fixes are rebuilt: once fixes are purged after the
+        # retention period, the coverage of their days is all that is left, and is kept.
         days = sorted({key[1] for key in tracks})
-        if day_from and day_to:
-            days = sorted(set(days) | _days_between(day_from, day_to))
         with connection.cursor() as cursor:
-            if day_from or day_to:
-                cursor.execute(
-                    "DELETE FROM zones_coveragepiece WHERE day = ANY(%s)",
-                    [days],
-                )
-            else:
-                cursor.execute("DELETE FROM zones_coveragepiece")
-                cursor.execute("DELETE FROM zones_zonedaycoverage")
+            cursor.execute("DELETE FROM zones_coveragepiece WHERE day = ANY(%s)", [days])
         batch: list[tuple[int, date, MultiPolygon]] = []
         for (shift_id, day), track in tracks.items():
             piece = _coverage_of(shifts[shift_id], track)
@@ -303,7 +296,3 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
             cursor.execute("SELECT count(*) FROM zones_zonedaycoverage WHERE day = ANY(%s)", [days])
             (zone_days,) = cursor.fetchone()
     return RebuildResult(shift_days=len(tracks), zone_days=zone_days)
-
-
-def _days_between(first: date, last: date) -> set[date]:
-    return {first + timedelta(days=n) for n in range((last - first).days + 1)}

@@ -111,3 +111,21 @@ def test_the_white_zone_query_count_does_not_grow_with_zones(api_as, coordinator
     for n in range(10):
         ZoneFactory(code=f"X{n}", geom=tile(n, 3))
     assert count() == before <= 8
+
+
+def test_staleness_cuts_zones_by_last_visit(api_as, coordinator, walked):
+    body = api_as(coordinator).get("/api/v1/staleness/?day=2026-11-22").json()
+    parts = {(f["properties"]["code"], f["properties"]["staleness"]): f for f in body["features"]}
+    # Walked two nights before the 22nd: within 3 days, the rest of A and all of B not in 28.
+    assert set(parts) == {("A", "3_days"), ("A", "not_28_days"), ("B", "not_28_days")}
+    assert parts[("A", "3_days")]["properties"]["area_m2"] == pytest.approx(91_416, rel=0.005)
+    assert parts[("B", "not_28_days")]["properties"]["area_m2"] == pytest.approx(1e6, rel=1e-6)
+    tonight = api_as(coordinator).get("/api/v1/staleness/?day=2026-11-20").json()
+    assert ("A", "tonight") in {
+        (f["properties"]["code"], f["properties"]["staleness"]) for f in tonight["features"]
+    }
+
+
+def test_staleness_rejects_a_bad_day(api_as, coordinator, walked):
+    response = api_as(coordinator).get("/api/v1/staleness/?day=demain")
+    assert response.status_code == 400 and "day" in response.json()

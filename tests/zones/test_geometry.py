@@ -1,11 +1,11 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from shapely.geometry import LineString, Point
 
 from zones.geometry import TrackFix, as_multipolygon, track_coverage, track_runs
 
-T0 = datetime(2026, 11, 20, 21, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)
 RULES = {"max_gap_s": 120, "max_speed": 4.0}
 
 
