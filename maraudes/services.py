@@ -25,9 +25,14 @@ def organization_create(*, name: str) -> Organization:
     name = name.strip()
     if not name:
         raise ValidationError({"name": _("Le nom est obligatoire.")})
+    taken = ValidationError({"name": _("Une structure porte déjà ce nom.")})
     if Organization.objects.filter(name__iexact=name).exists():
-        raise ValidationError({"name": _("Une structure porte déjà ce nom.")})
-    return Organization.objects.create(name=name)
+        raise taken
+    try:
+        with transaction.atomic():
+            return Organization.objects.create(name=name)
+    except IntegrityError:  # the same name created by a concurrent request
+        raise taken from None
 
 
 def team_create(

@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+# Browser fixtures (live_app, page…) for every test folder that drives Chromium.
+pytest_plugins = ["tests.browser.conftest"]
+
 # ../shared/data beside the checkout: real Paris data, read in place, never copied.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -33,3 +36,9 @@ def api_as(db):
         return client
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Hashing a password the production way costs most of a second; tests need none of it."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
