@@ -57,6 +57,7 @@ HTTP_BATCH = 500
 INCREMENTAL_BATCH = 30
 WINDOW_RUNS = 20
 WINDOW_DAYS = 7
+BENCH_SECRET_KEY = "bench-only-not-secret-" + "0123456789" * 5
 # Rebuild and incremental path agree per zone within this share of the zone's area.
 AGREEMENT = 0.001
 
@@ -108,6 +109,9 @@ def django_setup(database_url: str) -> None:
     # Before django.setup(): the settings read the environment once.
     os.environ["DATABASE_URL"] = database_url
     os.environ["DB_POOL"] = "false"
+    # As in production: DEBUG off (no query log kept in memory), hence a key of its own.
+    os.environ["DEBUG"] = "false"
+    os.environ["SECRET_KEY"] = BENCH_SECRET_KEY
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maraudes.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
@@ -271,7 +275,7 @@ def server_start(database_url: str, port: int, workers: int, log: Path) -> subpr
         **os.environ,
         "DATABASE_URL": database_url,
         "DEBUG": "false",
-        "SECRET_KEY": "bench-only-" + "x" * 50,
+        "SECRET_KEY": BENCH_SECRET_KEY,
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "maraudes.settings",
     }
@@ -423,9 +427,7 @@ def bench_incremental(world: World, shifts: list[ShiftPlan]) -> dict:
     try:
         for name, function in originals.items():
             setattr(zone_services, name, timed(name, function))
-        groups = [
-            [(plan, a, b) for a, b in batches(plan, INCREMENTAL_BATCH)] for plan in shifts
-        ]
+        groups = [[(plan, a, b) for a, b in batches(plan, INCREMENTAL_BATCH)] for plan in shifts]
         for plan, a, b in round_robin(groups):
             shift = by_id[world.shift_ids[(plan.team, plan.night)]]
             fixes = fixes_of(plan, a, b)
@@ -549,13 +551,15 @@ def agreement(before: dict, after: dict) -> dict:
         if diff > AGREEMENT:
             bad.append(f"quartier {code}: white {white:.0f} vs {after['week'][code][0]:.0f} m²")
     for key in before["days"].keys() | after["days"].keys():
-        covered_before, area = before["days"].get(key, (0.0, None)) or (0.0, None)
-        covered_after, area_after = after["days"].get(key, (0.0, None))
-        area = area or area_after
-        diff = abs(covered_before - covered_after) / area
+        # A zone-day present on one side only was covered by nothing on the other.
+        covered_before, area = before["days"].get(key, (0.0, 0.0))
+        covered_after, area_after = after["days"].get(key, (0.0, 0.0))
+        diff = abs(covered_before - covered_after) / max(area, area_after)
         worst_day = max(worst_day, diff)
         if diff > AGREEMENT:
-            bad.append(f"zone-day {key[0]} {key[1]}: {covered_before:.0f} vs {covered_after:.0f} m²")
+            bad.append(
+                f"zone-day {key[0]} {key[1]}: {covered_before:.0f} vs {covered_after:.0f} m²"
+            )
     return {
         "rebuild_vs_incremental_max_diff_pct": round(worst_week * 100, 4),
         "rebuild_vs_incremental_zone_day_max_diff_pct": round(worst_day * 100, 4),
@@ -580,33 +584,37 @@ def bench_rebuild(scenario: Scenario) -> dict:
 # --- Main -----------------------------------------------------------------------------------
 
 
-def report(results: dict) -> bool:
+def report(results: dict, disagreements: list[str]) -> None:
     print()
-    print(f"{'figure':<52} {'measured':>14} {'target':>18}  ")
+    print(f"{'figure':<52} {'measured':>14} {'target':>18}")
     print("-" * 92)
-    ok = True
+    misses = []
     for target in TARGETS:
         value = results.get(target.key)
         if value is None:
             continue
         bounded = math.isfinite(target.limit)
         verdict = ("PASS" if target.passes(value) else "MISS") if bounded else ""
-        ok &= verdict != "MISS"
+        if verdict == "MISS":
+            misses.append(target.key)
         target_text = target.text() if bounded else "—"
         print(f"{target.label:<52} {value:>14,.1f} {target_text:>18}  {verdict}")
     print("-" * 92)
-    agree = results.get("rebuild_vs_incremental_ok")
+    agree = results["rebuild_vs_incremental_ok"]
     print(
         f"{'rebuild = incremental (max diff, % of zone area)':<52} "
-        f"{results.get('rebuild_vs_incremental_max_diff_pct', 0):>14.4f} "
+        f"{results['rebuild_vs_incremental_max_diff_pct']:>14.4f} "
         f"{'≤ 0.1 %':>18}  {'PASS' if agree else 'MISS'}"
     )
+    for line in disagreements[:20]:
+        print(f"  disagreement: {line}")
     print(
-        f"cores {results['cores']} · {results['scenario_teams']} teams × "
+        f"{results['cores']} cores · {results['scenario_teams']} teams × "
         f"{results['scenario_nights']} nights × {results['scenario_fixes']} fix slots = "
-        f"{results['scenario_fix_count']:,} fixes"
+        f"{results['scenario_fix_count']:,} fixes · load average "
+        f"{results['load_average_start']} at start, {results['load_average_end']} at the end"
     )
-    return ok and bool(agree)
+    print(f"Targets missed: {', '.join(misses)}" if misses else "All targets reached.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -619,7 +627,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-workers", type=int, default=2, help="uvicorn workers")
     parser.add_argument("--http-clients", type=int, default=2, help="concurrent client threads")
     parser.add_argument("--incremental-batches", type=int, default=200)
-    parser.add_argument("--naive-runs", type=int, default=1)
+    parser.add_argument(
+        "--naive-runs", type=int, default=1, help="0 skips the naive baseline (minutes long)"
+    )
     parser.add_argument("--db-host", default="127.0.0.1")
     parser.add_argument(
         "--db-port", type=int, default=int(os.environ.get("MARAUDES_PG_PORT", "54329"))
@@ -647,7 +657,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({time.perf_counter() - t0:.1f} s)"
     )
     world = world_create(scenario)
-    parts = split(scenario, http_fixes=args.http_fixes, incremental_batches=args.incremental_batches)
+    parts = split(
+        scenario, http_fixes=args.http_fixes, incremental_batches=args.incremental_batches
+    )
 
     results: dict = {
         "cores": os.cpu_count(),
@@ -656,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
         "scenario_fixes": args.fixes,
         "scenario_fix_count": scenario.fix_count,
         "scenario_seed": args.seed,
+        # Other work on the machine skews every figure: say how busy it was.
+        "load_average_start": round(os.getloadavg()[0], 2),
     }
     say(f"1. Service ingestion: {sum(len(s) for s in parts['service']):,} fixes")
     results |= bench_service(world, parts["service"])
@@ -673,30 +687,32 @@ def main(argv: list[str] | None = None) -> int:
     with connection.cursor() as cursor:
         # What autovacuum would have done on a live database by now.
         cursor.execute("ANALYZE")
-    say("4. White zones over 20 windows")
+    say(f"4. White zones over {WINDOW_RUNS} windows")
     results |= bench_white_zones(scenario)
-    results["_before"] = coverage_snapshot(scenario)
-    say("5. Naive baseline")
-    results |= bench_naive(scenario, args.naive_runs)
-    results["speedup_vs_naive"] = round(
-        results["naive_baseline_ms"] / max(results["white_zones_week_p50_ms"], 1e-3), 1
-    )
+    incremental = coverage_snapshot(scenario)
+    if args.naive_runs > 0:
+        say("5. Naive baseline")
+        results |= bench_naive(scenario, args.naive_runs)
+        results["speedup_vs_naive"] = round(
+            results["naive_baseline_ms"] / max(results["white_zones_week_p50_ms"], 1e-3), 1
+        )
     say("6. Rebuild of the week")
     results |= bench_rebuild(scenario)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    results |= agreement(results.pop("_before"), coverage_snapshot(scenario))
+    results |= agreement(incremental, coverage_snapshot(scenario))
+    disagreements = results.pop("_disagreements")
+    say(f"7. White zones over {WINDOW_RUNS} windows, after the rebuild")
     results |= bench_white_zones(scenario, suffix="_after_rebuild")
+    results["load_average_end"] = round(os.getloadavg()[0], 2)
     results["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
 
-    disagreements = results.pop("_disagreements")
-    ok = report(results)
-    for line in disagreements[:20]:
-        print(f"  disagreement: {line}")
+    report(results, disagreements)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    say(f"Written {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
-    return 0 if ok else 1
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    say(f"Written {args.output}")
+    # Missed speed targets are reported above; a wrong answer fails the command.
+    return 0 if results["rebuild_vs_incremental_ok"] else 1
 
 
 if __name__ == "__main__":

@@ -241,8 +241,9 @@ def shift_plan(seed: int, team: TeamPlan, night: date, fixes: int) -> ShiftPlan:
     # Gaps: slots with no fix while the team keeps moving.
     missing: set[int] = set()
     for _ in range(rng.choices(GAP_COUNTS, weights=GAP_WEIGHTS)[0]):
-        length = round(rng.uniform(*GAP_MINUTES) * 60 / FIX_INTERVAL_S)
-        if fixes > length + 2:
+        # At most a tenth of the night each, so that a short scenario keeps its shape.
+        length = min(round(rng.uniform(*GAP_MINUTES) * 60 / FIX_INTERVAL_S), fixes // 10)
+        if length and fixes > length + 2:
             begin = rng.randrange(1, fixes - length)
             missing.update(range(begin, begin + length))
 
@@ -301,8 +302,7 @@ class _Walker:
         self.pause_rate = PAUSE_RATE_VEHICLE if vehicle else PAUSE_RATE_FOOT
         theta = rng.uniform(0, math.pi / 2)  # the grid's orientation
         self.directions = [
-            (math.cos(theta + k * math.pi / 2), math.sin(theta + k * math.pi / 2))
-            for k in range(4)
+            (math.cos(theta + k * math.pi / 2), math.sin(theta + k * math.pi / 2)) for k in range(4)
         ]
         self.x, self.y = self._start()
         self.heading = rng.randrange(4)

@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 # Browser fixtures (live_app, page…) for every test folder that drives Chromium.
-pytest_plugins = ["tests.browser.conftest"]
+pytest_plugins = ["tests.browser.harness"]
 
 # ../shared/data beside the checkout: real Paris data, read in place, never copied.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -93,5 +93,3 @@ class ZoneFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Secteur {n}")
     kind = "sector"
     geom = factory.Sequence(lambda n: tile(n % 10, n // 10))
-
-

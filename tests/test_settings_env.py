@@ -13,6 +13,7 @@ import pytest
 
 from maraudes.env import (
     ImproperlyConfiguredEnv,
+    env_bbox,
     env_bool,
     env_float,
     env_int,
@@ -120,7 +121,7 @@ def test_it_reads_typed_values_and_strips_spaces(setenv):
 # --- .env.example never drifts from what the code reads ------------------------------------
 
 # env_str("NAME", ...), env_int(\n    "NAME", ...): every helper of maraudes/env.py.
-_SETTINGS_READ = re.compile(r"\benv_(?:str|int|bool|float|list|time|path|optional)\(\s*\"(\w+)\"")
+_SETTINGS_READ = re.compile(r"\benv_\w+\(\s*\"(\w+)\"")
 # "${NAME:-default}" and friends: a shell variable taken from the environment with a fallback.
 # Names starting with "_" are the script's own state (e.g. _APT_UPDATED), not settings.
 _SHELL_READ = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-=?+])")
@@ -231,3 +232,10 @@ def test_the_settings_accept_every_example_value_in_env_example():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["06:00:00", "2154"]
+
+
+@pytest.mark.parametrize("value", ["2,48,3", "a,b,c,d", "3,48,2,49", "nan,48,3,49", "2,48,3,95"])
+def test_env_bbox_rejects_what_is_not_a_wgs84_box(monkeypatch, value):
+    monkeypatch.setenv(VAR, value)
+    with pytest.raises(ImproperlyConfiguredEnv, match=VAR):
+        env_bbox(VAR, (0, 0, 1, 1))

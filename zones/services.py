@@ -87,9 +87,7 @@ def _kept_filter() -> str:
     return "shift_id = %s AND accuracy <= %s AND recorded_at >= %s AND recorded_at < %s"
 
 
-def _neighbours(
-    shift: Shift, day: date, new: Sequence[StoredFix]
-) -> tuple[TrackFix | None, int]:
+def _neighbours(shift: Shift, day: date, new: Sequence[StoredFix]) -> tuple[TrackFix | None, int]:
     """The kept fix just before the batch that day, and how many kept fixes follow its start."""
     start, end = service_day_bounds(day)
     first = new[0].t
@@ -185,9 +183,7 @@ def _zone_days_add(shift_id: int, day: date, piece: MultiPolygon) -> set[tuple[i
     if piece.is_empty:
         return set()
     clipped = _POLY.format(g=f"ST_Intersection(z.geom, p.g, {GRID_M})")
-    merged = _POLY.format(
-        g=f"ST_Union(zones_zonedaycoverage.geom, EXCLUDED.geom, {GRID_M})"
-    )
+    merged = _POLY.format(g=f"ST_Union(zones_zonedaycoverage.geom, EXCLUDED.geom, {GRID_M})")
     with connection.cursor() as cursor:
         cursor.execute(
             f"""

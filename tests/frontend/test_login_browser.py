@@ -3,7 +3,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import artifact_path
+from tests.browser.harness import artifact_path
 from tests.factories import ZoneFactory, tile, user_with_role
 
 pytestmark = pytest.mark.browser

@@ -28,8 +28,9 @@ def to_wgs84() -> Transformer:
     return Transformer.from_crs(settings.SRID, 4326, always_xy=True)
 
 
-def load_zones(path: Path = QUARTIERS, *, kind: str = "quartier", code: str = "c_qu",
-               name: str = "l_qu") -> list[Zone]:
+def load_zones(
+    path: Path = QUARTIERS, *, kind: str = "quartier", code: str = "c_qu", name: str = "l_qu"
+) -> list[Zone]:
     data = json.loads(path.read_text())
     zones = []
     for feature in data["features"]:
