@@ -131,7 +131,7 @@ CONF
     as_pg "$bin/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start >/dev/null \
       || { tail -n 20 "$PGDATA/server.log" >&2; die "PostgreSQL did not start"; }
   fi
-  local psql=("$bin/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
+  local psql=(env PGOPTIONS='-c client_min_messages=warning' "$bin/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
   if [ -z "$("${psql[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname='$PGDB'")" ]; then
     "${psql[@]}" -d postgres -c "CREATE DATABASE $PGDB"
   fi

@@ -197,11 +197,14 @@ def white_zone_priority(row: ZoneCoverage, *, today: date) -> tuple[float, str]:
         since = ngettext(
             "non visitée depuis %(n)d jour", "non visitée depuis %(n)d jours", days
         ) % {"n": days}
-    met = ngettext(
-        "%(n)d personne rencontrée ici ces 4 dernières semaines",
-        "%(n)d personnes rencontrées ici ces 4 dernières semaines",
-        row.people,
-    ) % {"n": row.people}
+    if row.people:
+        met = ngettext(
+            "%(n)d personne rencontrée ici ces 4 dernières semaines",
+            "%(n)d personnes rencontrées ici ces 4 dernières semaines",
+            row.people,
+        ) % {"n": row.people}
+    else:
+        met = _("aucune rencontre ici ces 4 dernières semaines")
     reason = _("%(ha)s ha non couverts, %(since)s ; %(met)s.") % {
         "ha": ha,
         "since": since,
