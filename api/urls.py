@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
-from api import coverage, tracking, views
+from api import coverage, encounters, tracking, views
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
@@ -17,6 +17,7 @@ urlpatterns = [
         tracking.PositionsRecordApi.as_view(),
         name="shift-positions",
     ),
+    path("encounters/", encounters.EncounterCreateApi.as_view(), name="encounters"),
     path("white-zones/", coverage.WhiteZonesApi.as_view(), name="white-zones"),
     path("coverage/", coverage.CoverageApi.as_view(), name="coverage"),
     path("staleness/", coverage.StalenessApi.as_view(), name="staleness"),

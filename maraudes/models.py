@@ -294,3 +294,32 @@ class Encounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.people_count} · {timezone.localtime(self.seen_at):%d/%m %H:%M}"
+
+
+class Event(models.Model):
+    """An event sent to live clients, stored first: its `seq` is what a client that
+    reconnects gives back (`?since=`) to receive what it missed."""
+
+    seq = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    type = models.CharField(max_length=40)
+    # The team the event concerns, for the team feeds and position coalescing.
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    # Sent to that team's feed too (assignments, alerts), not only to the coordination.
+    to_team = models.BooleanField(default=False)
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name = _("événement")
+        verbose_name_plural = _("événements")
+        indexes = [
+            models.Index(fields=["team", "type", "-created_at"], name="event_team_type_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.type}"
+
+    def as_message(self) -> dict:
+        return {"seq": self.seq, "type": self.type, **self.data}

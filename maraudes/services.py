@@ -5,20 +5,33 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.gis.geos import Point
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from maraudes.fixes import MAX_FUTURE, Fix, Rejected
-from maraudes.models import Organization, Position, PositionSource, Shift, Team, TeamMode
+from maraudes import realtime
+from maraudes.fixes import MAX_FUTURE, Fix, FixError, Rejected, check_position, check_time
+from maraudes.models import (
+    Action,
+    Encounter,
+    Need,
+    Organization,
+    Position,
+    PositionSource,
+    Shift,
+    Team,
+    TeamMode,
+)
 
 
 def organization_create(*, name: str) -> Organization:
@@ -103,12 +116,14 @@ def shift_start(
     if started_at > now + MAX_FUTURE:
         raise ValidationError({"started_at": _("Le début ne peut pas être dans le futur.")})
     token, token_hash = tracker_token_new()
-    shift = Shift.objects.create(
-        team=team,
-        started_at=started_at,
-        started_by=by if by is not None and by.is_authenticated else None,
-        tracker_token_hash=token_hash,
-    )
+    with transaction.atomic():
+        shift = Shift.objects.create(
+            team=team,
+            started_at=started_at,
+            started_by=by if by is not None and by.is_authenticated else None,
+            tracker_token_hash=token_hash,
+        )
+        realtime.shift_started(shift)
     return ShiftStarted(shift=shift, tracker_token=token)
 
 
@@ -126,7 +141,9 @@ def shift_end(
         raise ValidationError({"ended_at": _("La fin doit suivre le début de la maraude.")})
     shift.ended_at = ended_at
     shift.closed_automatically = automatically
-    shift.save(update_fields=["ended_at", "closed_automatically"])
+    with transaction.atomic():
+        shift.save(update_fields=["ended_at", "closed_automatically"])
+        realtime.shift_ended(shift)
     return shift
 
 
@@ -250,3 +267,83 @@ def positions_purge(*, now: datetime | None = None) -> int:
     cutoff = now - timedelta(days=settings.POSITION_RETENTION_DAYS)
     deleted, _by_model = Position.objects.filter(recorded_at__lt=cutoff).delete()
     return deleted
+
+
+# --- Encounters -----------------------------------------------------------------------------
+
+MAX_PEOPLE = 50
+# An encounter saved offline may reach the server long after its shift ended.
+ENCOUNTER_GRACE = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class EncounterSaved:
+    encounter: Encounter
+    created: bool
+
+
+def encounter_create(
+    *,
+    client_id: uuid.UUID,
+    shift: Shift,
+    seen_at: datetime,
+    lon: float,
+    lat: float,
+    people_count: int = 1,
+    needs: Sequence[str] = (),
+    actions: Sequence[str] = (),
+    note: str = "",
+    by: AbstractBaseUser | None = None,
+) -> EncounterSaved:
+    """Log an encounter. Idempotent on the client-generated `client_id`: a phone that sends
+    the same encounter twice (retry after a timeout, outbox replay) stores it once."""
+    existing = Encounter.objects.filter(client_id=client_id).select_related("shift").first()
+    if existing is not None:
+        if existing.shift_id != shift.pk:
+            raise ValidationError(
+                {"client_id": _("Cet identifiant sert déjà à une autre rencontre.")}
+            )
+        return EncounterSaved(existing, created=False)
+    errors: dict[str, str] = {}
+    if not 1 <= people_count <= MAX_PEOPLE:
+        errors["people_count"] = _("Entre 1 et %(max)d personnes.") % {"max": MAX_PEOPLE}
+    unknown = sorted(set(needs) - set(Need.values))
+    if unknown:
+        errors["needs"] = _("Besoins inconnus : %(v)s.") % {"v": ", ".join(unknown)}
+    unknown = sorted(set(actions) - set(Action.values))
+    if unknown:
+        errors["actions"] = _("Actions inconnues : %(v)s.") % {"v": ", ".join(unknown)}
+    if len(note) > 280:
+        errors["note"] = _("280 caractères au plus.")
+    try:
+        check_time(seen_at)
+    except FixError as exc:
+        errors["seen_at"] = str(exc)
+    try:
+        check_position(lon, lat)
+    except FixError as exc:
+        errors["lon"] = str(exc)
+    end = (shift.ended_at or timezone.now()) + ENCOUNTER_GRACE
+    if "seen_at" not in errors and not (shift.started_at - ENCOUNTER_GRACE <= seen_at <= end):
+        errors["seen_at"] = _("En dehors de la maraude.")
+    if errors:
+        raise ValidationError(errors)
+    point = Point(lon, lat, srid=4326)
+    point.transform(settings.SRID)
+    try:
+        with transaction.atomic():
+            encounter = Encounter.objects.create(
+                client_id=client_id,
+                shift=shift,
+                seen_at=seen_at,
+                point=point,
+                people_count=people_count,
+                needs=sorted(set(needs)),
+                actions=sorted(set(actions)),
+                note=note.strip(),
+                created_by=by if by is not None and by.is_authenticated else None,
+            )
+            realtime.encounter_created(encounter, lon=lon, lat=lat)
+    except IntegrityError:  # the same client_id sent twice at once: the first one won
+        return EncounterSaved(Encounter.objects.get(client_id=client_id), created=False)
+    return EncounterSaved(encounter, created=True)

@@ -25,11 +25,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from shapely.geometry import MultiPolygon
 
+from maraudes import realtime
 from maraudes.days import service_day, service_day_bounds, service_day_sql
 from maraudes.fixes import Fix
 from maraudes.models import PositionSource, Shift
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
 from zones.geometry import GRID_M, TrackFix, track_coverage
+from zones.models import Zone, ZoneDayCoverage
 
 # Union/intersection results kept valid without paying for MakeValid when they already are.
 _VALID = "CASE WHEN ST_IsValid({g}) THEN {g} ELSE ST_MakeValid({g}) END"
@@ -51,8 +53,42 @@ def track_ingest(
     with transaction.atomic():
         recorded = positions_record(shift=shift, fixes=fixes, source=source)
         if recorded.accepted:
-            coverage_update(shift=shift, fixes=recorded.accepted)
+            change = coverage_update(shift=shift, fixes=recorded.accepted)
+            latest = max(recorded.accepted, key=lambda f: f.t)
+            # Compare instants, not datetimes: an ambiguous local time (the October clock
+            # change) never equals a UTC datetime (PEP 495).
+            sent = next(f for f in fixes if f.t.timestamp() == latest.t.timestamp())
+            realtime.position(
+                shift=shift, t=sent.t, lon=sent.lon, lat=sent.lat, accuracy=sent.accuracy
+            )
+            if change.zone_days:
+                realtime.coverage_changed(zones=_zone_days_figures(change.zone_days))
     return recorded
+
+
+def _zone_days_figures(zone_days: set[tuple[int, date]]) -> list[dict]:
+    """The covered area of each changed zone-day (0 when nothing is left), for live maps."""
+    zone_ids = sorted({zone_id for zone_id, _day in zone_days})
+    days = sorted({day for _zone_id, day in zone_days})
+    covered = {
+        (row["zone_id"], row["day"]): row["covered_m2"]
+        for row in ZoneDayCoverage.objects.filter(zone_id__in=zone_ids, day__in=days).values(
+            "zone_id", "day", "covered_m2"
+        )
+    }
+    zones = Zone.objects.in_bulk(zone_ids)
+    return [
+        {
+            "zone": zone_id,
+            "code": zones[zone_id].code,
+            "kind": zones[zone_id].kind,
+            "day": day.isoformat(),
+            "covered_m2": round(covered.get((zone_id, day), 0.0), 1),
+            "area_m2": round(zones[zone_id].area_m2, 1),
+        }
+        for zone_id, day in sorted(zone_days)
+        if zone_id in zones
+    ]
 
 
 def coverage_update(*, shift: Shift, fixes: Sequence[StoredFix]) -> CoverageChange:
