@@ -42,3 +42,19 @@ def api_as(db):
 def fast_password_hashing(settings):
     """Hashing a password the production way costs most of a second; tests need none of it."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def team(db):
+    from tests.factories import TeamFactory
+
+    return TeamFactory()
+
+
+@pytest.fixture
+def member(team):
+    """A field member of `team`."""
+    from maraudes.models import Role
+    from tests.factories import user_with_role
+
+    return user_with_role(Role.FIELD, team=team)

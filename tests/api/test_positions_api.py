@@ -17,16 +17,6 @@ NOTRE_DAME = {"lon": 2.3499, "lat": 48.8530}
 
 
 @pytest.fixture
-def team(db):
-    return TeamFactory()
-
-
-@pytest.fixture
-def member(team):
-    return user_with_role(Role.FIELD, team=team)
-
-
-@pytest.fixture
 def shift(team):
     return ShiftFactory(team=team, started_at=timezone.now() - timedelta(hours=2))
 

@@ -12,16 +12,6 @@ from maraudes.services import tracker_token_hash
 from tests.factories import ShiftFactory, TeamFactory, user_with_role
 
 
-@pytest.fixture
-def team(db):
-    return TeamFactory()
-
-
-@pytest.fixture
-def member(team):
-    return user_with_role(Role.FIELD, team=team)
-
-
 def test_a_member_checks_in_and_gets_a_tracker_token(api_as, team, member):
     response = api_as(member).post("/api/v1/shifts/", {"team": team.pk}, format="json")
     assert response.status_code == 201
