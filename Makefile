@@ -43,5 +43,5 @@ demo: setup
 stop:
 	@$(ENV) stop
 
-clean: stop
-	rm -rf .data .venv
+clean:
+	@$(ENV) clean

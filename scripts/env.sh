@@ -7,6 +7,7 @@
 #   scripts/env.sh venv       create .venv/ and install the project (only when pyproject changed)
 #   scripts/env.sh db         start the local cluster and create the database (no-op with DATABASE_URL)
 #   scripts/env.sh stop       stop the local cluster
+#   scripts/env.sh clean      stop, then delete the cluster and .venv/
 #   scripts/env.sh browser    install Chromium for the browser tests
 #   scripts/env.sh redis      start a project-local Redis on MARAUDES_REDIS_PORT (for the tests)
 #   scripts/env.sh redis-stop
@@ -91,6 +92,25 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# As root the cluster belongs to "postgres", which must reach it through every parent folder.
+# A checkout under a private folder (mktemp -d, /root) is out of its reach: the cluster then
+# lives in /var/lib/maraudes/<hash of the checkout path>, and .data/pg links to it.
+resolve_pg_dirs() {
+  if [ -L "$PGDATA" ]; then
+    PGDATA=$(readlink -f "$PGDATA")
+    PGRUN="$(dirname "$PGDATA")/run"
+  elif [ "$(id -u)" = 0 ] && [ ! -d "$PGDATA" ] && ! runuser -u postgres -- test -x "$DATA"; then
+    local home
+    home="/var/lib/maraudes/$(printf %s "$ROOT" | sha256sum | cut -c1-16)"
+    install -d -o postgres -g postgres -m 700 "$home/pg"
+    install -d -o postgres -g postgres -m 755 "$home/run"
+    ln -sfn "$home/pg" "$PGDATA"
+    say "user postgres cannot enter $ROOT: the cluster lives in $home (linked from .data/pg)"
+    PGDATA="$home/pg"
+    PGRUN="$home/run"
+  fi
+}
+
 cmd_db() {
   if [ -n "${DATABASE_URL:-}" ]; then
     say "DATABASE_URL is set: using that server, no local cluster"
@@ -99,10 +119,8 @@ cmd_db() {
   local bin
   bin=$(pg_bindir) || die "PostgreSQL is not installed: run 'scripts/env.sh system'"
   mkdir -p "$DATA"
+  resolve_pg_dirs
   if [ "$(id -u)" = 0 ]; then
-    # The postgres user must be able to reach .data/ through every parent folder.
-    runuser -u postgres -- test -x "$ROOT" \
-      || die "user postgres cannot enter $ROOT; clone the project somewhere it can (e.g. /srv or /work)"
     install -d -o postgres -g postgres -m 700 "$PGDATA"
     install -d -o postgres -g postgres -m 755 "$PGRUN"
   else
@@ -143,6 +161,7 @@ CONF
 cmd_stop() {
   local bin
   bin=$(pg_bindir) || return 0
+  [ -L "$PGDATA" ] && resolve_pg_dirs
   if [ -f "$PGDATA/postmaster.pid" ]; then
     say "Stopping the local PostgreSQL"
     as_pg "$bin/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null || true
@@ -169,11 +188,18 @@ cmd_redis_stop() {
   fi
 }
 
+cmd_clean() {
+  cmd_stop
+  if [ -L "$PGDATA" ]; then rm -rf "$(dirname "$(readlink -f "$PGDATA")")"; fi
+  rm -rf "$DATA" "$VENV"
+}
+
 case "${1:-}" in
   system) cmd_system ;;
   venv) cmd_venv ;;
   db) cmd_db ;;
   stop) cmd_stop ;;
+  clean) cmd_clean ;;
   browser) cmd_browser ;;
   redis) cmd_redis ;;
   redis-stop) cmd_redis_stop ;;
