@@ -1,3 +1,11 @@
-"""Websocket routes. The live feeds come with the live-map work (issue 4)."""
+"""Websocket routes: the coordination's live feed and a team's feed (api.consumers)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path, re_path
+
+from api import consumers
+
+websocket_urlpatterns = [
+    path("ws/live/", consumers.LiveFeedConsumer.as_asgi()),
+    path("ws/team/", consumers.TeamFeedConsumer.as_asgi()),
+    re_path(r"", consumers.NoSuchFeedConsumer.as_asgi()),
+]

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
-from api import coverage, encounters, tracking, views
+from api import assignments, coverage, gpx, map_layers, trackers, tracking, views
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
@@ -17,8 +17,25 @@ urlpatterns = [
         tracking.PositionsRecordApi.as_view(),
         name="shift-positions",
     ),
-    path("encounters/", encounters.EncounterCreateApi.as_view(), name="encounters"),
+    # GET: the map layer of encounters; POST: the phones' (api.encounters).
+    path("encounters/", map_layers.EncountersApi.as_view(), name="encounters"),
     path("white-zones/", coverage.WhiteZonesApi.as_view(), name="white-zones"),
     path("coverage/", coverage.CoverageApi.as_view(), name="coverage"),
     path("staleness/", coverage.StalenessApi.as_view(), name="staleness"),
+    path("assignments/", assignments.AssignmentListCreateApi.as_view(), name="assignments"),
+    path(
+        "assignments/conflicts/",
+        assignments.AssignmentConflictsApi.as_view(),
+        name="assignment-conflicts",
+    ),
+    path(
+        "assignments/<int:assignment_id>/",
+        assignments.AssignmentDeleteApi.as_view(),
+        name="assignment-detail",
+    ),
+    path("live/teams/", map_layers.LiveTeamsApi.as_view(), name="live-teams"),
+    # Phones (issue 5): background trackers, their setup card, GPX upload.
+    path("track/", trackers.TrackerApi.as_view(), name="track"),
+    path("track/setup/", trackers.TrackerSetupApi.as_view(), name="track-setup"),
+    path("shifts/<int:shift_id>/gpx/", gpx.ShiftGpxApi.as_view(), name="shift-gpx"),
 ]

@@ -1,22 +1,27 @@
 """`make bench`: the coverage engine on a week of Paris nights, against the targets of issue 3.
 
-    python -m bench.run                                   # the full week (about 10 minutes)
-    python -m bench.run --teams 5 --nights 2 --fixes 200  # a quick run
+    python -m bench.run                     # 60 teams, 19 + 7 nights: about half an hour
+    python -m bench.run --teams 5 --nights 2 --fixes 200 --history-nights 0   # seconds
 
-It uses a database of its own, `maraudes_bench`, dropped and created again on the project-
-local cluster at each run (never the dev database), loads the 80 real quartiers and the
-scenario of bench/scenario.py, and measures, in this order:
+It uses a database of its own, `maraudes_bench`, dropped and created again at each run on
+the project-local cluster (never the dev database), loads the 80 real quartiers and the
+scenario of bench/scenario.py: the week under test, preceded by nights of history so that
+the white-zone query is timed on 20 different seven-day windows that each hold a full week
+of coverage (see `windows`). It measures, in this order:
 
-1. ingestion through the service (`track_ingest`, batches of 1,000), most of the week;
+1. ingestion through the service (`track_ingest`, batches of 1,000): history and week;
 2. ingestion through HTTP (`POST /api/v1/shifts/{id}/positions/`, batches of 500) against a
-   real uvicorn started on a free port, two client threads;
-3. the incremental update after a 30-fix batch, on the loaded week;
-4. the weekly white zones of the 80 quartiers over 20 seven-day windows;
-5. the naive baseline: one query buffering and unioning the raw tracks of the week;
-6. the rebuild of the week from the raw fixes, then checks that it agrees with what the
-   incremental path had built (per zone, within 0.1 % of its area).
+   real uvicorn started on a free port, two client threads: shifts of the week's last night;
+3. `track_ingest` of 30-fix batches, in time order, on top of all that: more shifts of the
+   week's last night;
+4. the white zones of the 80 quartiers over 20 seven-day windows;
+5. the naive baseline: one query buffering and unioning the raw tracks of the week (several
+   minutes on this scenario; `--naive-runs 0` skips it);
+6. the rebuild of the week from the raw fixes, then whether it agrees with what the
+   incremental path had built (per zone, within 0.1 % of its area); the white zones again.
 
-It prints a table with each target and writes `bench/results/latest.json`.
+It prints a table with each target and writes `bench/results/latest.json`, with the commit
+measured and the machine's load average (other work on the machine skews every figure).
 """
 
 from __future__ import annotations
@@ -122,6 +127,23 @@ def django_setup(database_url: str) -> None:
 # --- Helpers --------------------------------------------------------------------------------
 
 
+def git_state() -> dict:
+    """The commit measured, and whether the working tree differed from it."""
+
+    def git(*command: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *command], cwd=ROOT, capture_output=True, text=True, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {
+        "git_commit": git("rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
     ordered = sorted(values)
@@ -150,23 +172,32 @@ def round_robin(groups: list[list]) -> Iterator:
 
 
 def windows(first: date, nights: int, runs: int = WINDOW_RUNS) -> list[tuple[date, date]]:
-    """`runs` seven-day windows around the scenario's nights, the fullest first.
+    """`runs` different seven-day windows over `nights` nights from `first`, fullest first.
 
-    A window's cost grows with the number of nights of coverage it holds, so the windows
-    that hold the most are taken first: with 7 nights only one window holds them all, and
-    13 distinct windows touch the week at all (1 to 7 nights). Rather than time empty
-    windows, or generate three weeks of data to time a weekly query, the 20 runs cycle over
-    the distinct windows by decreasing overlap (7, 6, 6, 5, 5, ... nights), so every window
-    holds nights and the p50 is that of a window holding most of a week. The JSON also
-    gives the p50 of the full-week window alone.
+    A window costs more the more nights of coverage it holds (measured on the full week:
+    1.8 s for a window holding all 7 nights, 0.9 s at the p50 of windows sliding over one
+    week, which hold 1 to 7), so a p50 over windows that half-miss the data would flatter the
+    weekly query. The scenario therefore has 19 nights of history before the week (option
+    `--history-nights`): 26 nights hold 20 different full seven-day windows. With fewer
+    nights (quick runs), the windows holding the most nights come first, and if fewer than
+    `runs` windows touch the data at all, they are cycled.
     """
     candidates = []
     for k in range(-(WINDOW_DAYS - 1), nights):
         overlap = min(k + WINDOW_DAYS, nights) - max(k, 0)
-        candidates.append((-overlap, abs(k), k))
-    ordered = [first + timedelta(days=k) for _, _, k in sorted(candidates)]
+        candidates.append((-overlap, -k))
+    ordered = [first + timedelta(days=-minus_k) for _, minus_k in sorted(candidates)]
     picked = [ordered[i % len(ordered)] for i in range(runs)]
     return [(start, start + timedelta(days=WINDOW_DAYS - 1)) for start in picked]
+
+
+@dataclass(frozen=True)
+class Week:
+    """The last nights of the scenario: the week the naive baseline, the rebuild and the
+    agreement check are about (the nights before it are history)."""
+
+    first: date
+    last: date
 
 
 @dataclass
@@ -454,25 +485,29 @@ def bench_incremental(world: World, shifts: list[ShiftPlan]) -> dict:
 # --- 4. White zones -------------------------------------------------------------------------
 
 
-def bench_white_zones(scenario: Scenario, *, suffix: str = "") -> dict:
+def bench_white_zones(scenario: Scenario, week: Week, *, suffix: str = "") -> dict:
     from zones.selectors import white_zones
 
-    first, last = scenario.nights[0], scenario.nights[-1]
-    white_zones(day_from=first, day_to=last, kind="quartier")  # warm the caches once
+    white_zones(day_from=week.first, day_to=week.last, kind="quartier")  # warm the caches
     runs = []
     full_week = []
-    for day_from, day_to in windows(first, len(scenario.nights)):
+    nights = set(scenario.nights)
+    for day_from, day_to in windows(scenario.nights[0], len(scenario.nights)):
         t0 = time.perf_counter()
         result = white_zones(day_from=day_from, day_to=day_to, kind="quartier")
         elapsed = time.perf_counter() - t0
         runs.append(elapsed)
-        if day_from <= first and day_to >= last:
+        held = sum(day_from + timedelta(days=n) in nights for n in range(WINDOW_DAYS))
+        if held == WINDOW_DAYS:
             full_week.append(elapsed)
         assert all(w.coverage.kind == "quartier" for w in result)
     return {
         f"white_zones_week_p50_ms{suffix}": round(percentile(runs, 50) * 1000, 1),
         f"white_zones_week_p95_ms{suffix}": round(percentile(runs, 95) * 1000, 1),
-        f"white_zones_full_week_p50_ms{suffix}": round(percentile(full_week, 50) * 1000, 1),
+        f"white_zones_full_week_p50_ms{suffix}": (
+            round(percentile(full_week, 50) * 1000, 1) if full_week else None
+        ),
+        f"white_zones_full_week_windows{suffix}": len(full_week),
     }
 
 
@@ -493,15 +528,15 @@ WHERE z.kind = 'quartier'
 """
 
 
-def bench_naive(scenario: Scenario, runs: int) -> dict:
+def bench_naive(week: Week, runs: int) -> dict:
     """One PostGIS query: buffer every raw track of the week by 100 m, union them, and take
     each quartier minus that union. No filter, no segment rule: the simplest honest answer."""
     from django.db import connection
 
     from maraudes.days import service_day_bounds
 
-    start = service_day_bounds(scenario.nights[0])[0]
-    end = service_day_bounds(scenario.nights[-1])[1]
+    start = service_day_bounds(week.first)[0]
+    end = service_day_bounds(week.last)[1]
     times = []
     white = 0.0
     for _ in range(runs):
@@ -520,25 +555,24 @@ def bench_naive(scenario: Scenario, runs: int) -> dict:
 # --- 6. Rebuild and agreement ---------------------------------------------------------------
 
 
-def coverage_snapshot(scenario: Scenario) -> dict:
+def coverage_snapshot(week: Week) -> dict:
     """White area per quartier over the week, and covered area per (zone, day)."""
     from django.db import connection
 
     from zones.selectors import zones_coverage
 
-    first, last = scenario.nights[0], scenario.nights[-1]
-    week = {
+    white = {
         row.code: (row.white_m2, row.area_m2)
-        for row in zones_coverage(day_from=first, day_to=last, kind="quartier")
+        for row in zones_coverage(day_from=week.first, day_to=week.last, kind="quartier")
     }
     with connection.cursor() as cursor:
         cursor.execute(
             """SELECT z.code, c.day, c.covered_m2, z.area_m2 FROM zones_zonedaycoverage c
                JOIN zones_zone z ON z.id = c.zone_id WHERE c.day BETWEEN %s AND %s""",
-            [first, last],
+            [week.first, week.last],
         )
         days = {(code, day): (covered, area) for code, day, covered, area in cursor.fetchall()}
-    return {"week": week, "days": days}
+    return {"week": white, "days": days}
 
 
 def agreement(before: dict, after: dict) -> dict:
@@ -568,11 +602,11 @@ def agreement(before: dict, after: dict) -> dict:
     }
 
 
-def bench_rebuild(scenario: Scenario) -> dict:
+def bench_rebuild(week: Week) -> dict:
     from zones.services import coverage_rebuild
 
     t0 = time.perf_counter()
-    result = coverage_rebuild(day_from=scenario.nights[0], day_to=scenario.nights[-1])
+    result = coverage_rebuild(day_from=week.first, day_to=week.last)
     elapsed = time.perf_counter() - t0
     return {
         "rebuild_week_s": round(elapsed, 2),
@@ -610,7 +644,8 @@ def report(results: dict, disagreements: list[str]) -> None:
         print(f"  disagreement: {line}")
     print(
         f"{results['cores']} cores · {results['scenario_teams']} teams × "
-        f"{results['scenario_nights']} nights × {results['scenario_fixes']} fix slots = "
+        f"{results['scenario_nights']} nights (+ {results['scenario_history_nights']} of "
+        f"history) × {results['scenario_fixes']} fix slots = "
         f"{results['scenario_fix_count']:,} fixes · load average "
         f"{results['load_average_start']} at start, {results['load_average_end']} at the end"
     )
@@ -620,7 +655,13 @@ def report(results: dict, disagreements: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark of the coverage engine.")
     parser.add_argument("--teams", type=int, default=DEFAULT_TEAMS)
-    parser.add_argument("--nights", type=int, default=DEFAULT_NIGHTS)
+    parser.add_argument("--nights", type=int, default=DEFAULT_NIGHTS, help="nights of the week")
+    parser.add_argument(
+        "--history-nights",
+        type=int,
+        default=WINDOW_RUNS - 1,
+        help="nights before the week, so that the white-zone windows are full weeks",
+    )
     parser.add_argument("--fixes", type=int, default=DEFAULT_FIXES, help="fix slots per shift")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--http-fixes", type=int, default=40_000, help="fixes sent over HTTP")
@@ -651,7 +692,13 @@ def main(argv: list[str] | None = None) -> int:
     say(f"{len(zones)} quartiers loaded")
 
     t0 = time.perf_counter()
-    scenario = generate(teams=args.teams, nights=args.nights, fixes=args.fixes, seed=args.seed)
+    scenario = generate(
+        teams=args.teams,
+        nights=args.history_nights + args.nights,
+        fixes=args.fixes,
+        seed=args.seed,
+    )
+    week = Week(first=scenario.nights[-args.nights], last=scenario.nights[-1])
     say(
         f"Scenario: {len(scenario.shifts)} shifts, {scenario.fix_count:,} fixes "
         f"({time.perf_counter() - t0:.1f} s)"
@@ -665,9 +712,13 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "scenario_teams": args.teams,
         "scenario_nights": args.nights,
+        "scenario_history_nights": args.history_nights,
         "scenario_fixes": args.fixes,
         "scenario_fix_count": scenario.fix_count,
+        "scenario_week_fix_count": sum(len(s) for s in scenario.shifts if s.night >= week.first),
+        "scenario_week": f"{week.first}/{week.last}",
         "scenario_seed": args.seed,
+        **git_state(),
         # Other work on the machine skews every figure: say how busy it was.
         "load_average_start": round(os.getloadavg()[0], 2),
     }
@@ -688,22 +739,22 @@ def main(argv: list[str] | None = None) -> int:
         # What autovacuum would have done on a live database by now.
         cursor.execute("ANALYZE")
     say(f"4. White zones over {WINDOW_RUNS} windows")
-    results |= bench_white_zones(scenario)
-    incremental = coverage_snapshot(scenario)
+    results |= bench_white_zones(scenario, week)
+    incremental = coverage_snapshot(week)
     if args.naive_runs > 0:
         say("5. Naive baseline")
-        results |= bench_naive(scenario, args.naive_runs)
+        results |= bench_naive(week, args.naive_runs)
         results["speedup_vs_naive"] = round(
             results["naive_baseline_ms"] / max(results["white_zones_week_p50_ms"], 1e-3), 1
         )
     say("6. Rebuild of the week")
-    results |= bench_rebuild(scenario)
+    results |= bench_rebuild(week)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    results |= agreement(incremental, coverage_snapshot(scenario))
+    results |= agreement(incremental, coverage_snapshot(week))
     disagreements = results.pop("_disagreements")
     say(f"7. White zones over {WINDOW_RUNS} windows, after the rebuild")
-    results |= bench_white_zones(scenario, suffix="_after_rebuild")
+    results |= bench_white_zones(scenario, week, suffix="_after_rebuild")
     results["load_average_end"] = round(os.getloadavg()[0], 2)
     results["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
 

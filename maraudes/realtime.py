@@ -144,3 +144,8 @@ def assignment_changed(*, action: str, assignment_data: dict, team_id: int) -> E
         team_id=team_id,
         to_team=True,
     )
+
+
+def oldest_seq() -> int | None:
+    """The oldest event still stored: a client behind it missed events that are gone."""
+    return Event.objects.order_by("seq").values_list("seq", flat=True).first()

@@ -347,3 +347,51 @@ def encounter_create(
     except IntegrityError:  # the same client_id sent twice at once: the first one won
         return EncounterSaved(Encounter.objects.get(client_id=client_id), created=False)
     return EncounterSaved(encounter, created=True)
+
+
+# --- Trackers -------------------------------------------------------------------------------
+
+# A tracker empties its queue when the network comes back, possibly after check-out: its
+# token keeps working this long after the shift's end. Points recorded after the end are
+# refused whatever the grace (positions_record), so the grace only bounds how late a point of
+# the shift may arrive; past it the tracker is told to stop (the token is dead).
+TRACKER_GRACE = timedelta(minutes=30)
+
+
+class TrackerTokenUnknown(Exception):
+    def __init__(self) -> None:
+        super().__init__(
+            _(
+                "Identifiant de suivi inconnu : vérifiez l'identifiant de l'appareil saisi "
+                "dans le traceur (il change à chaque maraude)."
+            )
+        )
+
+
+class TrackerTokenExpired(Exception):
+    def __init__(self, shift: Shift) -> None:
+        self.shift = shift
+        super().__init__(
+            _(
+                "Cette maraude est terminée depuis le %(t)s : arrêtez le suivi dans le "
+                "traceur ; une nouvelle maraude donne un nouvel identifiant."
+            )
+            % _t(shift.ended_at)  # type: ignore[arg-type]
+        )
+
+
+def shift_for_tracker_token(*, token: str, now: datetime | None = None) -> Shift:
+    """The shift a background tracker's token belongs to (looked up by its sha256), with its
+    team. Raises TrackerTokenUnknown, or TrackerTokenExpired once the shift ended more than
+    TRACKER_GRACE ago."""
+    shift = (
+        Shift.objects.select_related("team")
+        .filter(tracker_token_hash=tracker_token_hash(token))
+        .first()
+    )
+    if shift is None:
+        raise TrackerTokenUnknown()
+    now = now or timezone.now()
+    if shift.ended_at is not None and now > shift.ended_at + TRACKER_GRACE:
+        raise TrackerTokenExpired(shift)
+    return shift

@@ -89,7 +89,7 @@ cmd_venv() {
 # PostgreSQL refuses to run as root: as root the cluster belongs to "postgres".
 pg_user() { if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi; }
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # As root the cluster belongs to "postgres", which must reach it through every parent folder.
@@ -189,8 +189,10 @@ cmd_redis_stop() {
 }
 
 cmd_clean() {
+  local linked=""
+  if [ -L "$PGDATA" ]; then linked=$(dirname "$(readlink -f "$PGDATA")"); fi
   cmd_stop
-  if [ -L "$PGDATA" ]; then rm -rf "$(dirname "$(readlink -f "$PGDATA")")"; fi
+  if [ -n "$linked" ]; then rm -rf "$linked"; fi
   rm -rf "$DATA" "$VENV"
 }
 

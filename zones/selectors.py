@@ -279,3 +279,173 @@ def staleness_layers(*, today: date, kind: str | None = None) -> list[StalenessP
                         StalenessPart(zone_id, code, name, key, str(label), area, geojson)
                     )
     return result
+
+
+# --- Assignments and their conflicts --------------------------------------------------------
+# Appended in one block (the file is shared); these imports could move to the top.
+from collections.abc import Collection  # noqa: E402
+
+from django.utils import timezone  # noqa: E402
+
+from maraudes.days import service_day  # noqa: E402
+from maraudes.models import TeamMode  # noqa: E402
+from zones.models import Assignment  # noqa: E402
+
+
+def assignments_for_day(
+    *, day: date, team_ids: Collection[int] | None = None, kind: str | None = None
+) -> QuerySet[Assignment]:
+    """The zones given to teams for the night of `day`, with their zone and team."""
+    assignments = (
+        Assignment.objects.filter(day=day)
+        .select_related("zone", "team")
+        .order_by("zone__kind", "zone__code", "team__name")
+    )
+    if team_ids is not None:
+        assignments = assignments.filter(team_id__in=team_ids)
+    if kind:
+        assignments = assignments.filter(zone__kind=kind)
+    return assignments
+
+
+# Two zones given to one team the same night are "far apart" when their centres are further
+# than this. On foot (about 4 km/h) 3 km is some 45 minutes of walking from one to the other,
+# a quarter of a night's outing spent getting there; a vehicle crosses central Paris in about
+# 20 minutes at night, hence 8 km. A hint on the map, not a rule: constants, not settings.
+FAR_APART_M = {TeamMode.FOOT: 3_000.0, TeamMode.VEHICLE: 8_000.0}
+# The white zones that should not go a night without a team: the PRIORITY_TOP_N highest
+# priorities over the last PRIORITY_WINDOW_DAYS service days.
+PRIORITY_TOP_N = 5
+PRIORITY_WINDOW_DAYS = 7
+
+
+@dataclass(frozen=True)
+class AssignmentConflicts:
+    day: date
+    window: tuple[date, date]  # of the white zones whose priorities are checked
+    double_booked: list[dict]
+    far_apart: list[dict]
+    uncovered_priorities: list[dict]
+
+    @property
+    def count(self) -> int:
+        return len(self.double_booked) + len(self.far_apart) + len(self.uncovered_priorities)
+
+    def as_dict(self) -> dict:
+        return {
+            "day": self.day.isoformat(),
+            "from": self.window[0].isoformat(),
+            "to": self.window[1].isoformat(),
+            "count": self.count,
+            "double_booked": self.double_booked,
+            "far_apart": self.far_apart,
+            "uncovered_priorities": self.uncovered_priorities,
+        }
+
+
+_DOUBLE_BOOKED_SQL = """
+SELECT z.id, z.code, z.name,
+       array_agg(t.id ORDER BY t.name), array_agg(t.name ORDER BY t.name),
+       array_agg(t.color ORDER BY t.name)
+FROM zones_assignment a
+JOIN zones_zone z ON z.id = a.zone_id
+JOIN maraudes_team t ON t.id = a.team_id
+WHERE a.day = %(day)s AND (%(kind)s::text IS NULL OR z.kind = %(kind)s)
+GROUP BY z.id, z.code, z.name
+HAVING count(*) > 1
+ORDER BY z.code
+"""
+
+_FAR_APART_SQL = """
+SELECT t.id, t.name, t.color, z1.id, z1.code, z1.name, z2.id, z2.code, z2.name, d.m
+FROM zones_assignment a1
+JOIN zones_assignment a2
+  ON a2.team_id = a1.team_id AND a2.day = a1.day AND a2.zone_id > a1.zone_id
+JOIN zones_zone z1 ON z1.id = a1.zone_id
+JOIN zones_zone z2 ON z2.id = a2.zone_id
+JOIN maraudes_team t ON t.id = a1.team_id
+CROSS JOIN LATERAL (SELECT ST_Distance(ST_Centroid(z1.geom), ST_Centroid(z2.geom)) AS m) d
+WHERE a1.day = %(day)s
+  AND (%(kind)s::text IS NULL OR (z1.kind = %(kind)s AND z2.kind = %(kind)s))
+  AND d.m > CASE WHEN t.mode = %(vehicle)s THEN %(vehicle_m)s ELSE %(foot_m)s END
+ORDER BY t.name, d.m DESC
+"""
+
+
+def _km(metres: float) -> str:
+    return f"{metres / 1000:.1f}".replace(".", ",")
+
+
+def assignment_conflicts(*, day: date, kind: str | None = None) -> AssignmentConflicts:
+    """What a coordinator should look at before the night of `day`: a zone given to two
+    teams, a team given zones far apart, and priority white zones that nobody has."""
+    params = {
+        "day": day,
+        "kind": kind,
+        "vehicle": TeamMode.VEHICLE.value,
+        "vehicle_m": FAR_APART_M[TeamMode.VEHICLE],
+        "foot_m": FAR_APART_M[TeamMode.FOOT],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_DOUBLE_BOOKED_SQL, params)
+        double_rows = cursor.fetchall()
+        cursor.execute(_FAR_APART_SQL, params)
+        far_rows = cursor.fetchall()
+    double_booked = [
+        {
+            "zone": zone_id,
+            "code": code,
+            "name": name,
+            "teams": [
+                {"id": t, "name": n, "color": c}
+                for t, n, c in zip(team_ids, team_names, colors, strict=True)
+            ],
+            "message": _("« %(zone)s » (%(code)s) est donnée à %(n)d équipes : %(teams)s.")
+            % {"zone": name, "code": code, "n": len(team_ids), "teams": ", ".join(team_names)},
+        }
+        for zone_id, code, name, team_ids, team_names, colors in double_rows
+    ]
+    far_apart = [
+        {
+            "team": team_id,
+            "team_name": team_name,
+            "color": color,
+            "zones": [
+                {"zone": z1, "code": c1, "name": n1},
+                {"zone": z2, "code": c2, "name": n2},
+            ],
+            "distance_m": round(metres),
+            "message": _("%(team)s a « %(a)s » et « %(b)s », à %(km)s km l'une de l'autre.")
+            % {"team": team_name, "a": n1, "b": n2, "km": _km(metres)},
+        }
+        for team_id, team_name, color, z1, c1, n1, z2, c2, n2, metres in far_rows
+    ]
+    window_to = min(day, service_day(timezone.now()))
+    window_from = window_to - timedelta(days=PRIORITY_WINDOW_DAYS - 1)
+    top = white_zones(day_from=window_from, day_to=window_to, kind=kind)[:PRIORITY_TOP_N]
+    assigned = set(
+        Assignment.objects.filter(
+            day=day, zone_id__in=[w.coverage.zone_id for w in top]
+        ).values_list("zone_id", flat=True)
+    )
+    uncovered = [
+        {
+            "zone": white.coverage.zone_id,
+            "code": white.coverage.code,
+            "name": white.coverage.name,
+            "rank": rank,
+            "priority": white.priority,
+            "reason": white.reason,
+            "message": _("Priorité n° %(rank)d, « %(zone)s » (%(code)s), n'a pas d'équipe.")
+            % {"rank": rank, "zone": white.coverage.name, "code": white.coverage.code},
+        }
+        for rank, white in enumerate(top, start=1)
+        if white.coverage.zone_id not in assigned
+    ]
+    return AssignmentConflicts(
+        day=day,
+        window=(window_from, window_to),
+        double_booked=double_booked,
+        far_apart=far_apart,
+        uncovered_priorities=uncovered,
+    )

@@ -328,3 +328,112 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
             cursor.execute("SELECT count(*) FROM zones_zonedaycoverage WHERE day = ANY(%s)", [days])
             (zone_days,) = cursor.fetchone()
     return RebuildResult(shift_days=len(tracks), zone_days=zone_days)
+
+
+# --- Assignments: zone x team x night -------------------------------------------------------
+# Appended in one block (the file is shared); these imports could move to the top.
+from datetime import timedelta  # noqa: E402
+
+from django.contrib.auth.models import AbstractBaseUser  # noqa: E402
+from django.core.exceptions import ValidationError  # noqa: E402
+from django.db import IntegrityError  # noqa: E402
+from django.utils import timezone  # noqa: E402
+from django.utils.translation import gettext as _  # noqa: E402
+
+from maraudes.models import Team  # noqa: E402
+from zones.models import Assignment  # noqa: E402
+
+# Nights are planned ahead, but a date more than a year away is a typo, not a plan.
+ASSIGNMENT_MAX_AHEAD = timedelta(days=366)
+
+
+def assignment_data(assignment: Assignment) -> dict:
+    """An assignment as live clients see it (the API's representation, same keys)."""
+    zone, team = assignment.zone, assignment.team
+    return {
+        "id": assignment.pk,
+        "zone": zone.pk,
+        "zone_code": zone.code,
+        "zone_name": zone.name,
+        "zone_kind": zone.kind,
+        "team": team.pk,
+        "team_name": team.name,
+        "color": team.color,
+        "day": assignment.day.isoformat(),
+    }
+
+
+def _night(day: date) -> str:
+    return day.strftime("%d/%m/%Y")
+
+
+def assignment_create(
+    *, zone: Zone, team: Team, day: date, by: AbstractBaseUser | None
+) -> Assignment:
+    """Give a zone to a team for the night of service day `day` (tonight or later).
+
+    Publishes `assignment_changed` to the coordination and the team's feed after commit.
+    Giving the same zone to two teams is allowed (a coordinator may mean it); the conflict
+    selector flags it.
+    """
+    today = service_day(timezone.now())
+    if day < today:
+        raise ValidationError(
+            {
+                "day": _(
+                    "La nuit du %(day)s est passée : on affecte pour cette nuit (%(today)s) "
+                    "ou une nuit à venir."
+                )
+                % {"day": _night(day), "today": _night(today)}
+            }
+        )
+    if day > today + ASSIGNMENT_MAX_AHEAD:
+        raise ValidationError(
+            {"day": _("Au plus un an à l'avance (jusqu'au %(last)s).")
+             % {"last": _night(today + ASSIGNMENT_MAX_AHEAD)}}
+        )  # fmt: skip
+    if not team.is_active:
+        raise ValidationError(
+            {"team": _("L'équipe « %(team)s » n'est plus active.") % {"team": team.name}}
+        )
+    duplicate = ValidationError(
+        {
+            "zone": _("« %(zone)s » est déjà affectée à %(team)s la nuit du %(day)s.")
+            % {"zone": zone.name, "team": team.name, "day": _night(day)}
+        }
+    )
+    if Assignment.objects.filter(zone=zone, team=team, day=day).exists():
+        raise duplicate
+    try:
+        with transaction.atomic():
+            assignment = Assignment.objects.create(
+                zone=zone,
+                team=team,
+                day=day,
+                created_by=by if by is not None and by.is_authenticated else None,
+            )
+            realtime.assignment_changed(
+                action="created", assignment_data=assignment_data(assignment), team_id=team.pk
+            )
+    except IntegrityError:  # the same assignment made by a concurrent request
+        raise duplicate from None
+    return assignment
+
+
+def assignment_delete(*, assignment: Assignment, by: AbstractBaseUser | None) -> None:
+    """Take a zone back from a team. Past nights are history and stay as they were."""
+    today = service_day(timezone.now())
+    if assignment.day < today:
+        raise ValidationError(
+            {
+                "day": _("La nuit du %(day)s est passée : son affectation ne se supprime plus.")
+                % {"day": _night(assignment.day)}
+            }
+        )
+    data = assignment_data(assignment)
+    with transaction.atomic():
+        deleted, _by_model = Assignment.objects.filter(pk=assignment.pk).delete()
+        if deleted:  # a concurrent delete already told everyone
+            realtime.assignment_changed(
+                action="deleted", assignment_data=data, team_id=assignment.team_id
+            )

@@ -87,3 +87,13 @@ def test_there_are_80_quartiers():
 
 def _steps(shift) -> list[float]:
     return [(b - a).total_seconds() for a, b in pairwise(shift.times)]
+
+
+def test_the_bench_times_20_different_full_weeks_with_the_default_history():
+    from bench.run import WINDOW_RUNS, windows
+
+    picked = windows(DEFAULT_FIRST_NIGHT, 7 + WINDOW_RUNS - 1)
+    assert len(set(picked)) == WINDOW_RUNS
+    last_night = DEFAULT_FIRST_NIGHT + timedelta(days=7 + WINDOW_RUNS - 2)
+    assert all(a >= DEFAULT_FIRST_NIGHT and b <= last_night for a, b in picked)
+    assert all((b - a).days == 6 for a, b in picked)

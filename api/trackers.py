@@ -1,0 +1,333 @@
+"""`/api/v1/track/`: background trackers (Traccar Client, OsmAnd) send their points here.
+
+The tracker token issued at check-in is the only credential these apps send: no session, no
+CSRF, no API token. Status codes, as the apps read them (any 2xx is success to them; they
+keep a point and retry it on anything else):
+
+- 200: stored, or already stored (a resend after a lost answer is a success);
+- 400: the request or the point is wrong, with the reason in `detail`. A point that can never
+  succeed (swapped coordinates, no accuracy, a time in the future, after the end of the shift)
+  still gets a 400, not a silent 200: the reason shows in the tracker's log and the server's,
+  nothing is dropped without a word, and the apps' own queues give up on old points (Traccar
+  Client 9 keeps them a day). Valid points sent in the same request are stored first;
+  resending them is harmless (dedupe on shift and time);
+- 404: unknown token (a typo in the device identifier);
+- 410: the token's shift ended more than TRACKER_GRACE ago: stop the tracker;
+- 413: body too large (a point is a few hundred bytes).
+
+`POST /api/v1/track/setup/` gives the team app what its Traccar Client setup card shows,
+QR code included, from the token it received at check-in (sent in the body: a token never
+appears in a URL the app requests).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import parse_qsl, urlencode
+
+import segno
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ParseError, PermissionDenied
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.parsers import BoundedLenientJSONParser, PayloadTooLarge
+from api.serializers import ErrorSerializer, StrictSerializer
+from maraudes import services
+from maraudes.models import Role, Shift, TeamMode
+from maraudes.roles import COORDINATION, user_has_role, user_roles, user_team_ids
+from maraudes.services import PositionsRecorded, TrackerTokenExpired, TrackerTokenUnknown
+from maraudes.trackers import TrackerError, TrackerPoints, is_json, parse_query, parse_traccar_json
+from zones.services import track_ingest
+
+# One Traccar point is about 500 bytes; a batch of MAX_LOCATIONS fits well within this.
+MAX_TRACKER_BODY = 512 * 1024
+
+
+class Gone(APIException):
+    status_code = status.HTTP_410_GONE
+    default_code = "gone"
+
+
+class RawBodyParser(BaseParser):
+    """The body as bytes, whatever its type: the tracker formats are read by
+    maraudes.trackers, which needs the bytes (JSON or form) and the query string."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
+        if stream is None:
+            return b""
+        raw = stream.read(MAX_TRACKER_BODY + 1)
+        if len(raw) > MAX_TRACKER_BODY:
+            raise PayloadTooLarge(f"Corps trop gros : {MAX_TRACKER_BODY} octets au plus.")
+        return raw
+
+
+_TRACCAR_EXAMPLE = {
+    "location": {
+        "timestamp": "2026-11-20T20:31:05.123Z",
+        "coords": {
+            "latitude": 48.853,
+            "longitude": 2.3499,
+            "accuracy": 8.5,
+            "speed": 1.2,
+            "heading": 84.0,
+            "altitude": 35.0,
+        },
+        "is_moving": True,
+        "odometer": 1520.4,
+        "event": "motionchange",
+        "battery": {"level": 0.62, "is_charging": False},
+        "activity": {"type": "walking"},
+        "extras": {},
+    },
+    "device_id": "jeton-de-suivi-donne-au-debut-de-la-maraude",
+}
+
+_QUERY_PARAMETERS = [
+    OpenApiParameter("id", OpenApiTypes.STR, description="jeton de suivi (ou `deviceid`)"),
+    OpenApiParameter(
+        "timestamp",
+        OpenApiTypes.STR,
+        description="secondes ou millisecondes unix, ou ISO-8601 avec fuseau",
+    ),
+    OpenApiParameter("lat", OpenApiTypes.NUMBER, description="latitude WGS84"),
+    OpenApiParameter("lon", OpenApiTypes.NUMBER, description="longitude WGS84"),
+    OpenApiParameter("accuracy", OpenApiTypes.NUMBER, description="mètres (OsmAnd : `hdop`)"),
+    OpenApiParameter("hdop", OpenApiTypes.NUMBER, description="précision en mètres (OsmAnd)"),
+    OpenApiParameter("speed", OpenApiTypes.NUMBER, description="nœuds"),
+    OpenApiParameter("bearing", OpenApiTypes.NUMBER, description="cap en degrés"),
+    OpenApiParameter("altitude", OpenApiTypes.NUMBER, description="mètres (ignorée)"),
+    OpenApiParameter("batt", OpenApiTypes.NUMBER, description="batterie en % (ignorée)"),
+]
+
+_TRACK_RESULT = inline_serializer(
+    "TrackerResult",
+    {"accepted": serializers.IntegerField(), "duplicates": serializers.IntegerField()},
+)
+_TRACK_REFUSED = inline_serializer(
+    "TrackerRefused",
+    {
+        "detail": serializers.CharField(),
+        "accepted": serializers.IntegerField(),
+        "duplicates": serializers.IntegerField(),
+        "rejected": inline_serializer(
+            "TrackerRejectedPoint",
+            {"index": serializers.IntegerField(), "reason": serializers.CharField()},
+            many=True,
+        ),
+    },
+)
+_TRACK_RESPONSES = {
+    200: _TRACK_RESULT,
+    400: OpenApiResponse(_TRACK_REFUSED, description="Requête ou point refusé : la raison."),
+    404: OpenApiResponse(ErrorSerializer, description="Jeton de suivi inconnu."),
+    410: OpenApiResponse(ErrorSerializer, description="Maraude terminée : arrêtez le suivi."),
+    413: OpenApiResponse(ErrorSerializer, description="Corps trop gros."),
+}
+
+
+class TrackerApi(APIView):
+    """Points from Traccar Client 9.x (JSON) and from the legacy Traccar Client and OsmAnd
+    (query parameters, GET or POST, or a form body)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes = [RawBodyParser]
+    throttle_classes: list = []
+
+    @extend_schema(
+        operation_id="track_query",
+        parameters=_QUERY_PARAMETERS,
+        responses=_TRACK_RESPONSES,
+        description="Format historique de Traccar Client et d'OsmAnd : un point en "
+        "paramètres d'URL. Vitesse en nœuds.",
+        auth=[],
+    )
+    def get(self, request: Request) -> Response:
+        return self._track(request)
+
+    @extend_schema(
+        operation_id="track_point",
+        parameters=_QUERY_PARAMETERS,
+        request={
+            "application/json": OpenApiTypes.OBJECT,
+            "application/x-www-form-urlencoded": OpenApiTypes.OBJECT,
+        },
+        examples=[OpenApiExample("Traccar Client 9", value=_TRACCAR_EXAMPLE, request_only=True)],
+        responses=_TRACK_RESPONSES,
+        description="Traccar Client 9.x : corps JSON `{location: {timestamp, coords: "
+        "{latitude, longitude, accuracy, speed (m/s), heading}}, device_id}`. Le format "
+        "historique (paramètres d'URL ou corps de formulaire, vitesse en nœuds) est aussi "
+        "accepté en POST.",
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        return self._track(request)
+
+    def _track(self, request: Request) -> Response:
+        # An empty body parses to {} (DRF's "no content"): only bytes are a body.
+        body = request.data if request.method == "POST" else b""
+        if not isinstance(body, bytes):
+            body = b""
+        try:
+            points = self._points(request, body)
+        except TrackerError as exc:
+            raise ParseError(str(exc)) from None
+        try:
+            shift = services.shift_for_tracker_token(token=points.token)
+        except TrackerTokenUnknown as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        except TrackerTokenExpired as exc:
+            raise Gone(str(exc)) from None
+        recorded = (
+            track_ingest(shift=shift, fixes=points.fixes, source=points.source)
+            if points.fixes
+            else PositionsRecorded()
+        )
+        counts = {"accepted": len(recorded.accepted), "duplicates": recorded.duplicates}
+        rejected = sorted([*points.rejected, *recorded.rejected], key=lambda r: r.index)
+        if rejected:
+            detail = (
+                rejected[0].reason
+                if len(rejected) == 1
+                else f"{len(rejected)} points refusés ; le premier : {rejected[0].reason}"
+            )
+            return Response(
+                {"detail": detail, **counts, "rejected": [r.as_dict() for r in rejected]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response(counts)
+
+    def _points(self, request: Request, body: bytes) -> TrackerPoints:
+        if body and is_json(request.content_type, body):
+            return parse_traccar_json(body)
+        params = list(request.query_params.items())
+        if body:
+            # Legacy clients put everything in the URL; a form body (or a body that is the
+            # same query string) is read too, its values winning.
+            params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        return parse_query(params)
+
+
+# --- The setup card -------------------------------------------------------------------------
+
+
+class TrackerSetupIn(StrictSerializer):
+    shift = serializers.IntegerField(help_text="id de la maraude")
+    tracker_token = serializers.CharField(
+        max_length=200, help_text="le jeton rendu par POST /api/v1/shifts/"
+    )
+
+
+class TrackerSetupOut(serializers.Serializer):
+    server_url = serializers.URLField(help_text="adresse du serveur à saisir dans le traceur")
+    device_id = serializers.CharField(help_text="identifiant de l'appareil : le jeton")
+    config_url = serializers.CharField(
+        help_text="lien de configuration de Traccar Client 9 (contenu du QR code)"
+    )
+    qr_svg = serializers.CharField(help_text="QR code du lien de configuration, en SVG")
+    settings = serializers.DictField(help_text="réglages recommandés, inclus dans le lien")
+
+
+def traccar_settings(shift: Shift) -> dict[str, str]:
+    """Traccar Client 9 settings for coverage: a point at least every 30 s (MAX_GAP_S is 120 s,
+    so a missed point or two still draws the line), or every 25 m on foot (100 m by vehicle);
+    a heartbeat when standing still; points buffered while offline."""
+    vehicle = shift.team.mode == TeamMode.VEHICLE
+    return {
+        "accuracy": "highest",
+        "interval": "30",
+        "distance": "100" if vehicle else "25",
+        "heartbeat": "60",
+        "buffer": "true",
+    }
+
+
+class TrackerSetupApi(APIView):
+    parser_classes = [BoundedLenientJSONParser]
+
+    @extend_schema(
+        request=TrackerSetupIn,
+        responses={
+            200: TrackerSetupOut,
+            400: OpenApiResponse(ErrorSerializer, description="Jeton ne correspondant pas."),
+            403: OpenApiResponse(ErrorSerializer, description="Pas votre équipe."),
+            404: OpenApiResponse(ErrorSerializer, description="Maraude inconnue."),
+        },
+        description="Ce qu'affiche la carte « Traccar Client » de l'application d'équipe : "
+        "adresse du serveur, identifiant de l'appareil, lien de configuration et son QR code "
+        "(SVG). Le jeton voyage dans le corps de la requête, jamais dans une URL.",
+    )
+    def post(self, request: Request) -> Response:
+        data = TrackerSetupIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        shift = Shift.objects.select_related("team").filter(pk=data.validated_data["shift"]).first()
+        if shift is None:
+            return Response({"detail": "Maraude inconnue."}, status=status.HTTP_404_NOT_FOUND)
+        user = request.user
+        if Role.PLANNER in user_roles(user) and not user_has_role(
+            user, COORDINATION | {Role.FIELD}
+        ):
+            raise PermissionDenied("Les planificateurs ne configurent pas de traceur.")
+        if not (user_has_role(user, COORDINATION) or shift.team_id in user_team_ids(user)):
+            raise PermissionDenied("Cette maraude n'est pas celle de votre équipe.")
+        token = data.validated_data["tracker_token"].strip()
+        if services.tracker_token_hash(token) != shift.tracker_token_hash:
+            return Response(
+                {"tracker_token": ["Ce jeton n'est pas celui de cette maraude."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        server_url = request.build_absolute_uri("/api/v1/track/")
+        preferences = traccar_settings(shift)
+        config_url = f"{server_url}?{urlencode({'id': token, **preferences})}"
+        qr = segno.make(config_url, error="m")
+        svg = qr.svg_inline(scale=4, border=2, dark="#000", light="#fff", omitsize=True)
+        return Response(
+            {
+                "server_url": server_url,
+                "device_id": token,
+                "config_url": config_url,
+                "qr_svg": svg,
+                "settings": preferences,
+            }
+        )
+
+
+# --- Keeping tokens out of access logs ------------------------------------------------------
+
+_TOKEN_IN_QUERY = re.compile(r"(?<=[?&])(id|deviceid)=[^&\s\"]*", re.IGNORECASE)
+
+
+class RedactTrackerTokens(logging.Filter):
+    """The legacy formats put the token in the URL, which access logs write down (uvicorn's
+    `uvicorn.access`, runserver's `django.server`): blank it in any logged string that
+    mentions the tracker endpoint."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, str) and "/track/" in a for a in args):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1=…", a) if isinstance(a, str) else a for a in args
+            )
+        return True
+
+
+_REDACT = RedactTrackerTokens()
+for _name in ("uvicorn.access", "django.server"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, RedactTrackerTokens) for f in _logger.filters):
+        _logger.addFilter(_REDACT)

@@ -1,0 +1,174 @@
+"""Two ASGI workers behind one Redis, as in production (DESIGN.md, "Scale").
+
+Two real `uvicorn maraudes.asgi:application` processes share the test database (committed
+rows: transactional_db) and a Redis channel layer; an event written through worker A reaches a
+websocket connected to worker B, and a client that moves from B to A catches up from the
+stored events. Redis is the one `make test` starts (`scripts/env.sh redis`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+from urllib.request import Request, urlopen
+
+import pytest
+from django.db import connection
+from rest_framework.authtoken.models import Token
+
+from maraudes.models import Role
+from tests.factories import TeamFactory, user_with_role
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_PORT = int(os.environ.get("MARAUDES_REDIS_PORT", "56379"))
+# A database number of its own: the workers' layer has the default prefix.
+REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/2"
+TIMEOUT = 10
+STARTUP_S = 30
+
+
+def redis_required() -> None:
+    try:
+        socket.create_connection(("127.0.0.1", REDIS_PORT), timeout=1).close()
+    except OSError:
+        pytest.fail(
+            f"Redis does not answer on 127.0.0.1:{REDIS_PORT}: `scripts/env.sh redis` starts "
+            "it (`make test` does)."
+        )
+
+
+def worker_database_url() -> str:
+    """The test database (not the dev one) as a URL for the worker processes."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "postgres", safe="")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    return f"postgis://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT']}/{db['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(base: str) -> bool:
+    try:
+        with urlopen(f"{base}/healthz/", timeout=2) as response:  # noqa: S310 - loopback
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def workers(transactional_db, tmp_path) -> Iterator[list[str]]:
+    """Base URLs of two uvicorn processes sharing the test database and Redis."""
+    redis_required()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "maraudes.settings",
+        "DATABASE_URL": worker_database_url(),
+        "REDIS_URL": REDIS_URL,
+        "DB_POOL": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    processes: list[tuple[subprocess.Popen, Path, str]] = []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            log = tmp_path / f"worker-{name}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "maraudes.asgi:application",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--lifespan",
+                        "off",
+                        "--no-access-log",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            processes.append((process, log, f"http://127.0.0.1:{port}"))
+        deadline = time.monotonic() + STARTUP_S
+        for process, log, base in processes:
+            while not _answers(base):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"worker {base} did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+        yield [base for _, _, base in processes]
+    finally:
+        # Before transactional_db flushes the tables: the workers hold connections to them.
+        for process, _, _ in processes:
+            process.terminate()
+        for process, _, _ in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                process.kill()
+                process.wait()
+
+
+def _post(base: str, path: str, body: dict, token: str) -> dict:
+    request = Request(  # noqa: S310 - our own loopback workers
+        f"{base}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+    )
+    with urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+        return json.load(response)
+
+
+def _next(ws, event_type: str, **match) -> dict:
+    """The next message of that type and data (the feed may carry other events too)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        message = json.loads(ws.recv(timeout=max(deadline - time.monotonic(), 0.01)))
+        if message["type"] == event_type and all(message.get(k) == v for k, v in match.items()):
+            return message
+
+
+def test_an_event_written_through_one_worker_reaches_a_client_of_the_other(workers):
+    from websockets.sync.client import connect
+
+    worker_a, worker_b = workers
+    team = TeamFactory()
+    phone = Token.objects.create(user=user_with_role(Role.FIELD, team=team)).key
+    desk = Token.objects.create(user=user_with_role(Role.COORDINATOR)).key
+    url_b = worker_b.replace("http://", "ws://") + f"/ws/live/?token={desk}"
+
+    with connect(url_b, origin=worker_b, open_timeout=TIMEOUT) as ws:
+        assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
+
+        shift = _post(worker_a, "/api/v1/shifts/", {"team": team.pk}, phone)
+
+        started = _next(ws, "shift_started", shift=shift["id"])
+        assert started["team"] == team.pk
+        last_seen = started["seq"]
+
+    # Away from B; the end of the shift is written through A meanwhile; the client comes
+    # back through A and catches up from the stored events.
+    _post(worker_a, f"/api/v1/shifts/{shift['id']}/end/", {}, phone)
+    url_a = worker_a.replace("http://", "ws://") + f"/ws/live/?token={desk}&since={last_seen}"
+    with connect(url_a, origin=worker_a, open_timeout=TIMEOUT) as ws:
+        assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
+        ended = json.loads(ws.recv(timeout=TIMEOUT))
+        assert ended["type"] == "shift_ended" and ended["shift"] == shift["id"]
+        assert ended["seq"] > last_seen
