@@ -1,7 +1,17 @@
 from django.contrib import admin
 from leaflet.admin import LeafletGeoAdmin
 
-from maraudes.models import Encounter, Membership, Organization, Position, Shift, Team
+from maraudes.models import Encounter, Event, Membership, Organization, Position, Shift, Team
+
+
+class ReadOnlyAdminMixin:
+    """For computed or journal tables: browse them, never edit them by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Organization)
@@ -55,3 +65,14 @@ class EncounterAdmin(LeafletGeoAdmin):
     date_hierarchy = "seen_at"
     raw_id_fields = ["shift"]
     list_select_related = ["shift", "shift__team"]
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only journal of what live clients were sent."""
+
+    list_display = ["seq", "created_at", "type", "team", "to_team"]
+    list_filter = ["type"]
+    date_hierarchy = "created_at"
+    list_select_related = ["team"]
+    show_full_result_count = False

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from leaflet.admin import LeafletGeoAdmin
 
-from zones.models import Assignment, Zone, ZoneDayCoverage
+from maraudes.admin import ReadOnlyAdminMixin
+from zones.models import Assignment, CoveragePiece, Zone, ZoneDayCoverage
 
 
 @admin.register(Zone)
@@ -22,7 +23,7 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(ZoneDayCoverage)
-class ZoneDayCoverageAdmin(LeafletGeoAdmin):
+class ZoneDayCoverageAdmin(ReadOnlyAdminMixin, LeafletGeoAdmin):
     """Read-only: computed from the fixes (coverage_rebuild recomputes it)."""
 
     list_display = ["day", "zone", "covered_m2", "updated_at"]
@@ -31,8 +32,12 @@ class ZoneDayCoverageAdmin(LeafletGeoAdmin):
     list_select_related = ["zone"]
     readonly_fields = ["zone", "day", "covered_m2", "shift_ids", "updated_at"]
 
-    def has_add_permission(self, request) -> bool:
-        return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+@admin.register(CoveragePiece)
+class CoveragePieceAdmin(ReadOnlyAdminMixin, LeafletGeoAdmin):
+    """Read-only: what a shift covered on a day, batch by batch."""
+
+    list_display = ["day", "shift", "created_at"]
+    date_hierarchy = "day"
+    raw_id_fields = ["shift"]
+    list_select_related = ["shift", "shift__team"]

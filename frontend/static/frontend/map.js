@@ -52,7 +52,9 @@
     lastMessageAt: 0,
     socketFailedOnce: false,
     helloTimedOut: false,
-    loading: 0, // fetches in flight during which events are buffered
+    // Fetches in flight during which events are buffered; 1 until the first load is done,
+    // so that nothing is applied to layers that do not exist yet.
+    loading: 1,
     buffer: [],
     loadedOnce: false,
     // What the map shows.
@@ -340,12 +342,16 @@
     try {
       return await work();
     } finally {
-      state.loading -= 1;
-      if (state.loading === 0) {
-        const events = state.buffer.sort((a, b) => a.seq - b.seq);
-        state.buffer = [];
-        events.forEach(apply);
-      }
+      release();
+    }
+  }
+
+  function release() {
+    state.loading -= 1;
+    if (state.loading === 0) {
+      const events = state.buffer.sort((a, b) => a.seq - b.seq);
+      state.buffer = [];
+      events.forEach(apply);
     }
   }
 
@@ -358,6 +364,7 @@
     reloadLayers().then(() => {
       state.loadedOnce = true;
       fitToZones();
+      release(); // the hold of the first load: apply what arrived meanwhile
     });
   }
 
