@@ -24,8 +24,10 @@ from shapely.geometry.base import BaseGeometry
 # A 32-gon per circle: its area is 0.64 % short of the true circle, far inside the contract's
 # 1 % of a zone's area (a lone fix is a small part of any zone).
 QUAD_SEGS = 8
-# Overlays in the database snap to a 0.1 m grid: unions of many pieces stay fast and robust.
-GRID_M = 0.1
+# Vertices closer than this to their neighbours' chord are dropped from a coverage polygon:
+# the union of many buffers leaves near-duplicate vertices that make later overlays slow
+# (OverlayNG falls back to snapping), while the area moves by well under 0.1 % of a zone.
+SIMPLIFY_M = 0.1
 # A track is buffered in short chunks, then unioned: a long line that doubles back on itself
 # (a team standing still with GPS jitter draws a scribble) is several times slower to buffer
 # whole than as chunks (measured on the demo week: 45 ms instead of 140 ms a shift).
@@ -86,7 +88,8 @@ def covered_area(parts: Sequence[BaseGeometry], *, radius: float) -> MultiPolygo
     if not parts:
         return MultiPolygon()
     buffers = shapely.buffer(list(parts), radius, quad_segs=QUAD_SEGS)
-    return as_multipolygon(shapely.union_all(buffers))
+    union = shapely.union_all(buffers)
+    return as_multipolygon(shapely.simplify(union, SIMPLIFY_M, preserve_topology=True))
 
 
 def track_coverage(

@@ -13,7 +13,6 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from maraudes.days import service_day_bounds
-from zones.geometry import GRID_M
 from zones.models import Zone
 
 
@@ -78,8 +77,8 @@ class ZoneCoverage:
 
 def _coverage_sql(*, with_geometry: bool) -> str:
     white = (
-        f"""ST_AsGeoJSON(ST_Transform(ST_Multi(CASE WHEN cov.u IS NULL THEN z.geom
-                ELSE ST_Difference(z.geom, cov.u, {GRID_M}) END), 4326), 6)"""
+        """ST_AsGeoJSON(ST_Transform(ST_Multi(CASE WHEN cov.u IS NULL THEN z.geom
+                ELSE ST_Difference(z.geom, cov.u) END), 4326), 6)"""
         if with_geometry
         else "NULL"
     )
@@ -93,7 +92,7 @@ def _coverage_sql(*, with_geometry: bool) -> str:
            {white} AS white
     FROM zones_zone z
     LEFT JOIN LATERAL (
-      SELECT ST_Union(c.geom, {GRID_M}) AS u,
+      SELECT ST_Union(c.geom) AS u,
              (SELECT count(DISTINCT s) FROM zones_zonedaycoverage c2, unnest(c2.shift_ids) s
                WHERE c2.zone_id = z.id AND c2.day BETWEEN %(from)s AND %(to)s) AS passages
       FROM zones_zonedaycoverage c
@@ -240,16 +239,16 @@ def staleness_layers(*, today: date, kind: str | None = None) -> list[StalenessP
     tonight, in the last 3 days, 7 days, 28 days, and not in 28 days."""
     empty = f"ST_GeomFromText('MULTIPOLYGON EMPTY', {settings.SRID})"
     unions = ",\n".join(
-        f"COALESCE(ST_Union(c.geom, {GRID_M}) FILTER (WHERE c.day > %(today)s - {days}), {empty})"
+        f"COALESCE(ST_Union(c.geom) FILTER (WHERE c.day > %(today)s - {days}), {empty})"
         f" AS u{days}"
         for _key, days, _label in STALENESS_CLASSES
     )
     parts = []
     previous = empty
     for _key, days, _label in STALENESS_CLASSES:
-        parts.append(f"ST_Difference(u.u{days}, {previous}, {GRID_M})")
+        parts.append(f"ST_Difference(u.u{days}, {previous})")
         previous = f"u.u{days}"
-    parts.append(f"ST_Difference(z.geom, {previous}, {GRID_M})")
+    parts.append(f"ST_Difference(z.geom, {previous})")
     columns = ",\n".join(
         f"ST_Area(p{i}) AS a{i}, ST_AsGeoJSON(ST_Transform(ST_Multi(p{i}), 4326), 6) AS g{i}"
         for i in range(len(parts))

@@ -30,7 +30,7 @@ from maraudes.days import service_day, service_day_bounds, service_day_sql
 from maraudes.fixes import Fix
 from maraudes.models import PositionSource, Shift
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
-from zones.geometry import GRID_M, TrackFix, track_coverage
+from zones.geometry import TrackFix, track_coverage
 from zones.models import Zone, ZoneDayCoverage
 
 # Union/intersection results kept valid without paying for MakeValid when they already are.
@@ -218,8 +218,8 @@ def _zone_days_add(shift_id: int, day: date, piece: MultiPolygon) -> set[tuple[i
     """Union a piece into the zone-days it touches (the append path)."""
     if piece.is_empty:
         return set()
-    clipped = _POLY.format(g=f"ST_Intersection(z.geom, p.g, {GRID_M})")
-    merged = _POLY.format(g=f"ST_Union(zones_zonedaycoverage.geom, EXCLUDED.geom, {GRID_M})")
+    clipped = _POLY.format(g="ST_Intersection(z.geom, p.g)")
+    merged = _POLY.format(g="ST_Union(zones_zonedaycoverage.geom, EXCLUDED.geom)")
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -250,7 +250,7 @@ def _zone_days_rebuild(*, days: Iterable[date], zone_ids: Sequence[int] | None =
     days = sorted(set(days))
     zone_filter = "AND z.id = ANY(%s)" if zone_ids is not None else ""
     zone_args: list = [list(zone_ids)] if zone_ids is not None else []
-    union = _POLY.format(g=f"ST_Union(ST_Intersection(z.geom, p.geom, {GRID_M}), {GRID_M})")
+    union = _POLY.format(g="ST_Union(ST_Intersection(z.geom, p.geom))")
     with connection.cursor() as cursor:
         cursor.execute(
             f"""DELETE FROM zones_zonedaycoverage z
@@ -402,8 +402,6 @@ def assignment_create(
             % {"zone": zone.name, "team": team.name, "day": _night(day)}
         }
     )
-    if Assignment.objects.filter(zone=zone, team=team, day=day).exists():
-        raise duplicate
     try:
         with transaction.atomic():
             assignment = Assignment.objects.create(
@@ -415,7 +413,7 @@ def assignment_create(
             realtime.assignment_changed(
                 action="created", assignment_data=assignment_data(assignment), team_id=team.pk
             )
-    except IntegrityError:  # the same assignment made by a concurrent request
+    except IntegrityError:  # assignment_unique: made already, maybe by a concurrent request
         raise duplicate from None
     return assignment
 
@@ -433,7 +431,7 @@ def assignment_delete(*, assignment: Assignment, by: AbstractBaseUser | None) ->
     data = assignment_data(assignment)
     with transaction.atomic():
         deleted, _by_model = Assignment.objects.filter(pk=assignment.pk).delete()
-        if deleted:  # a concurrent delete already told everyone
+        if deleted:  # else a concurrent request deleted it and told everyone
             realtime.assignment_changed(
                 action="deleted", assignment_data=data, team_id=assignment.team_id
             )
