@@ -51,6 +51,7 @@ class AssignmentIn(StrictSerializer):
     day = serializers.DateField(
         input_formats=["iso-8601"],
         help_text="nuit du (jour de service AAAA-MM-JJ : ce soir ou plus tard)",
+        error_messages={"invalid": "Date attendue au format AAAA-MM-JJ (ex. 2026-11-27)."},
     )
 
 

@@ -24,10 +24,10 @@ from rest_framework.views import APIView
 
 from api.parsers import PayloadTooLarge, too_large
 from api.serializers import ErrorSerializer
+from api.trackers import ingest
 from maraudes.gpx import GpxError, parse_gpx
 from maraudes.models import PositionSource, Role, Shift
 from maraudes.roles import COORDINATION, user_has_role, user_roles, user_team_ids
-from zones.services import track_ingest
 
 # The answer lists this many refused points at most (a whole day's file outside the shift
 # would list thousands); `rejected_count` says how many there were.
@@ -64,10 +64,10 @@ def _file_bytes(request: Request) -> bytes:
     if isinstance(data, bytes):
         return data
     files = list(request.FILES.values())
-    if len(files) != 1:
-        raise ValidationError(
-            {"file": [f"Un fichier GPX est attendu ({len(files)} fichiers reçus)."]}
-        )
+    if not files:
+        raise ValidationError({"file": ["Fichier GPX manquant ou vide."]})
+    if len(files) > 1:
+        raise ValidationError({"file": [f"Un seul fichier GPX à la fois ({len(files)} reçus)."]})
     upload = files[0]
     if upload.size > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:  # pragma: no cover - middleware
         raise PayloadTooLarge(f"Fichier trop gros ({upload.size} octets).")
@@ -121,7 +121,7 @@ class ShiftGpxApi(APIView):
             parsed = parse_gpx(data)
         except GpxError as exc:
             raise ParseError(str(exc)) from None
-        recorded = track_ingest(shift=shift, fixes=parsed.fixes, source=PositionSource.GPX)
+        recorded = ingest(shift=shift, fixes=parsed.fixes, source=PositionSource.GPX)
         rejected = sorted([*parsed.rejected, *recorded.rejected], key=lambda r: r.index)
         body = {
             "accepted": len(recorded.accepted),

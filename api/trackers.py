@@ -23,10 +23,15 @@ appears in a URL the app requests).
 from __future__ import annotations
 
 import logging
+import random
 import re
+import time
+from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode
 
+import psycopg.errors
 import segno
+from django.db import OperationalError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -46,6 +51,7 @@ from rest_framework.views import APIView
 from api.parsers import BoundedLenientJSONParser, PayloadTooLarge
 from api.serializers import ErrorSerializer, StrictSerializer
 from maraudes import services
+from maraudes.fixes import Fix
 from maraudes.models import Role, Shift, TeamMode
 from maraudes.roles import COORDINATION, user_has_role, user_roles, user_team_ids
 from maraudes.services import PositionsRecorded, TrackerTokenExpired, TrackerTokenUnknown
@@ -54,6 +60,29 @@ from zones.services import track_ingest
 
 # One Traccar point is about 500 bytes; a batch of MAX_LOCATIONS fits well within this.
 MAX_TRACKER_BODY = 512 * 1024
+# Concurrent coverage updates of neighbouring zones can deadlock in PostgreSQL (two
+# transactions upserting the same zone-days in a different order): the loser's transaction
+# is rolled back whole, so running it again is safe. A tracker would retry anyway, but a 500
+# is nobody's answer.
+INGEST_ATTEMPTS = 3
+
+log = logging.getLogger(__name__)
+
+
+def ingest(*, shift: Shift, fixes: Sequence[Fix], source: str) -> PositionsRecorded:
+    """zones.services.track_ingest, run again when PostgreSQL broke a deadlock against it."""
+    for attempt in range(1, INGEST_ATTEMPTS + 1):
+        try:
+            return track_ingest(shift=shift, fixes=fixes, source=source)
+        except OperationalError as exc:
+            transient = isinstance(
+                exc.__cause__, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
+            )
+            if not transient or attempt == INGEST_ATTEMPTS:
+                raise
+            log.warning("track_ingest for shift %s: %s; attempt %d", shift.pk, exc, attempt + 1)
+            time.sleep(random.uniform(0.005, 0.05) * attempt)  # jitter, not security
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Gone(APIException):
@@ -194,7 +223,7 @@ class TrackerApi(APIView):
         except TrackerTokenExpired as exc:
             raise Gone(str(exc)) from None
         recorded = (
-            track_ingest(shift=shift, fixes=points.fixes, source=points.source)
+            ingest(shift=shift, fixes=points.fixes, source=points.source)
             if points.fixes
             else PositionsRecorded()
         )

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
-from api import assignments, coverage, gpx, map_layers, trackers, tracking, views
+from api import assignments, coverage, gpx, map_layers, reports, trackers, tracking, views
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
@@ -38,4 +38,11 @@ urlpatterns = [
     path("track/", trackers.TrackerApi.as_view(), name="track"),
     path("track/setup/", trackers.TrackerSetupApi.as_view(), name="track-setup"),
     path("shifts/<int:shift_id>/gpx/", gpx.ShiftGpxApi.as_view(), name="shift-gpx"),
+    # The planner's weekly report (issue 6).
+    path("reports/weekly/", reports.WeeklyReportApi.as_view(), name="report-weekly"),
+    path(
+        "reports/weekly/white-zones/",
+        reports.WeeklyWhiteZonesApi.as_view(),
+        name="report-weekly-white-zones",
+    ),
 ]

@@ -263,32 +263,63 @@ def split(scenario: Scenario, *, http_fixes: int, incremental_batches: int) -> d
 # --- 1. Service ingestion -------------------------------------------------------------------
 
 
-def bench_service(world: World, shifts: list[ShiftPlan]) -> dict:
+def bench_service(world: World, shifts: list[ShiftPlan], *, threads: int = 1) -> dict:
+    """`track_ingest` of batches of 1,000, night by night, the teams of a night taking turns.
+
+    With `threads` > 1, the shifts of each night are shared among that many threads (each
+    with its own database connection, a shift's batches in order in one thread), as several
+    web workers would call the service at once. Fixes are built before the clock starts."""
+    from django.db import connection
+
     from maraudes.models import Shift
     from zones.services import track_ingest
 
     by_id = Shift.objects.select_related("team").in_bulk(world.shift_ids.values())
     elapsed = 0.0
     count = 0
-    nights = sorted({s.night for s in shifts})
-    for night in nights:
-        groups = [
-            [(plan, a, b) for a, b in batches(plan, SERVICE_BATCH)]
-            for plan in shifts
-            if plan.night == night
-        ]
-        for plan, a, b in round_robin(groups):
+    errors: list[BaseException] = []
+
+    def work(jobs: list[tuple[Shift, list]], counts: list[int], own_connection: bool) -> None:
+        try:
+            for shift, fixes in jobs:
+                counts.append(len(track_ingest(shift=shift, fixes=fixes).accepted))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if own_connection:
+                connection.close()
+
+    for night in sorted({s.night for s in shifts}):
+        tonight = [plan for plan in shifts if plan.night == night]
+        jobs: list[list[tuple[Shift, list]]] = [[] for _ in range(threads)]
+        for n, plan in enumerate(tonight):
             shift = by_id[world.shift_ids[(plan.team, plan.night)]]
-            fixes = fixes_of(plan, a, b)
-            t0 = time.perf_counter()
-            recorded = track_ingest(shift=shift, fixes=fixes)
-            elapsed += time.perf_counter() - t0
-            count += len(recorded.accepted)
+            jobs[n % threads].append(
+                [(shift, fixes_of(plan, a, b)) for a, b in batches(plan, SERVICE_BATCH)]
+            )
+        queues = [list(round_robin(job)) for job in jobs]
+        counts: list[int] = []
+        t0 = time.perf_counter()
+        if threads == 1:
+            work(queues[0], counts, own_connection=False)
+        else:
+            workers = [
+                threading.Thread(target=work, args=(queue, counts, True)) for queue in queues
+            ]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+        elapsed += time.perf_counter() - t0
+        if errors:
+            raise RuntimeError(f"service ingestion failed: {errors[0]!r}") from errors[0]
+        count += sum(counts)
         say(f"  service: night {night} loaded, {count:,} fixes in {elapsed:.1f} s")
     return {
         "ingest_service_fixes_per_s": round(count / elapsed) if elapsed else 0,
         "ingest_service_fixes": count,
         "ingest_service_s": round(elapsed, 2),
+        "ingest_service_threads": threads,
     }
 
 
@@ -664,6 +695,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fixes", type=int, default=DEFAULT_FIXES, help="fix slots per shift")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--service-threads",
+        type=int,
+        default=1,
+        help="concurrent callers of the service while loading (each its own connection)",
+    )
     parser.add_argument("--http-fixes", type=int, default=40_000, help="fixes sent over HTTP")
     parser.add_argument("--http-workers", type=int, default=2, help="uvicorn workers")
     parser.add_argument("--http-clients", type=int, default=2, help="concurrent client threads")
@@ -723,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_start": round(os.getloadavg()[0], 2),
     }
     say(f"1. Service ingestion: {sum(len(s) for s in parts['service']):,} fixes")
-    results |= bench_service(world, parts["service"])
+    results |= bench_service(world, parts["service"], threads=args.service_threads)
     say(f"2. HTTP ingestion: {sum(len(s) for s in parts['http']):,} fixes")
     results |= bench_http(
         world,

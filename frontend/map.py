@@ -14,11 +14,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from maraudes.days import service_day
-from maraudes.models import Need, Team
+from maraudes.models import Team
 from maraudes.roles import COORDINATION, user_has_role
 from maraudes.selectors import TRAIL
 from zones.models import Assignment
-from zones.selectors import STALENESS_CLASSES, NEVER, zone_kinds
+from zones.selectors import NEVER, STALENESS_CLASSES, zone_kinds
 
 # The white-zone window the map opens on: the last week, tonight included.
 DEFAULT_WINDOW_DAYS = 7
@@ -28,9 +28,7 @@ def _default_kind(kinds: list[str]) -> str | None:
     """The kind of zones the coordination assigns lately, else the first one."""
     if not kinds:
         return None
-    latest = (
-        Assignment.objects.order_by("-day", "-id").values_list("zone__kind", flat=True).first()
-    )
+    latest = Assignment.objects.order_by("-day", "-id").values_list("zone__kind", flat=True).first()
     return latest if latest in kinds else kinds[0]
 
 
@@ -53,6 +51,8 @@ def coordinator_map(request: HttpRequest) -> HttpResponse:
             "to": today.isoformat(),
         },
         "trailMinutes": int(TRAIL.total_seconds() // 60),
+        "dayStartMinutes": settings.DAY_START.hour * 60 + settings.DAY_START.minute,
+        "timeZone": settings.TIME_ZONE,
         "csrfToken": get_token(request),
         "loginUrl": reverse("login") + "?next=" + request.path,
         "ws": "/ws/live/",
@@ -75,13 +75,7 @@ def coordinator_map(request: HttpRequest) -> HttpResponse:
             }
             for team in teams
         ],
-        "staleness": [
-            {"key": key, "label": str(label)} for key, _days, label in STALENESS_CLASSES
-        ]
+        "staleness": [{"key": key, "label": str(label)} for key, _days, label in STALENESS_CLASSES]
         + [{"key": NEVER[0], "label": str(NEVER[1])}],
-        "needs": {need.value: str(need.label) for need in Need},
-        "maxAccuracy": settings.MAX_ACCURACY_M,
     }
-    return render(
-        request, "frontend/map.html", {"config": config, "kinds": kinds, "kind": kind}
-    )
+    return render(request, "frontend/map.html", {"config": config, "kinds": kinds, "kind": kind})

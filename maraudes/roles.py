@@ -40,10 +40,13 @@ def user_team_ids(user: AnyUser) -> set[int]:
 
 
 def user_home_path(user: AnyUser) -> str:
-    """Where a person lands after logging in: their main screen."""
+    """Where a person lands after logging in: their main screen ("/" for someone with no
+    role yet, who is told whom to ask)."""
     roles = user_roles(user)
     if roles & COORDINATION:
         return "/carte/"
     if Role.PLANNER in roles:
         return "/rapports/"
-    return "/equipe/"
+    if Role.FIELD in roles:
+        return "/equipe/"
+    return "/"

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.contrib.gis.geos import Polygon
 from django.db import connection
 from django.db.models import QuerySet
 
@@ -66,12 +70,7 @@ def shift_track(*, shift: Shift) -> dict:
 
 
 # --- Live map layers ------------------------------------------------------------------------
-# Appended in one block (the file is shared); these imports could move to the top.
-from dataclasses import dataclass  # noqa: E402
-from datetime import datetime, timedelta  # noqa: E402
 
-from django.conf import settings  # noqa: E402
-from django.contrib.gis.geos import Polygon  # noqa: E402
 
 # An active team's trail on the live map: its fixes of the last quarter of an hour.
 TRAIL = timedelta(minutes=15)

@@ -140,3 +140,36 @@ class ZoneDayCoverage(models.Model):
             models.CheckConstraint(condition=Q(geom__isvalid=True), name="zoneday_geom_valid"),
         ]
         indexes = [models.Index(fields=["day"], name="zoneday_day")]
+
+
+# The window ZoneWeekWhite keeps ready, in service days.
+WEEK_DAYS = 7
+
+
+class ZoneWeekWhite(models.Model):
+    """The white part of a zone over the 7 service days ending on `last_day`.
+
+    The weekly window is the one people ask for (the map's default, the benchmark's, a week's
+    report), so it is kept ready: each new piece of coverage is subtracted from the rows whose
+    week holds its day (a cheap difference with a small polygon), instead of unioning seven
+    zone-days at every query. Rows are filled when missing and recomputed from the zone-days
+    whenever those are rebuilt.
+    """
+
+    zone = models.ForeignKey(Zone, on_delete=models.CASCADE, related_name="week_whites")
+    last_day = models.DateField(_("dernier jour de service"))
+    geom = models.MultiPolygonField(srid=settings.SRID, spatial_index=False)
+    white_m2 = models.GeneratedField(
+        expression=Func(F("geom"), function="ST_Area"),
+        output_field=models.FloatField(),
+        db_persist=True,
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("zone blanche sur 7 jours")
+        verbose_name_plural = _("zones blanches sur 7 jours")
+        constraints = [
+            models.UniqueConstraint(fields=["zone", "last_day"], name="weekwhite_unique"),
+            models.CheckConstraint(condition=Q(geom__isvalid=True), name="weekwhite_geom_valid"),
+        ]

@@ -9,7 +9,8 @@ Per zone of one kind, the report gives:
 - covered and white area: the zone minus the union of its zone-day coverage over the week's
   seven service days, as `zones.selectors.zones_coverage` computes it (the union here is the
   floating-point overlay instead of the 0.1 m snapped one: the same areas to well under
-  0.01 % of a zone, in half the time, which matters with eight weeks of trend to union);
+  0.01 % of a zone, in half the time on the benchmark week (0.6 s instead of 1.3 s), which
+  matters with eight weeks of trend to union);
 - last visit (latest service day up to the week's Sunday that covered part of the zone) and
   passages (distinct shifts that entered the zone during the week), from the same table;
 - encounters and people met, in total and by need, as `zones_coverage` counts them (the
@@ -28,6 +29,10 @@ such interval counting for the zone that holds its midpoint, in the hour band of
 (local time). Time spent standing still at an encounter counts; a gap of several minutes
 (phone in a pocket, metro) does not. Raw fixes are purged after POSITION_RETENTION_DAYS: the
 presence of an older week is unknown (`presence_available` is false), not zero.
+
+Reading every fix of the week makes presence the slow part of the report (seconds for a
+week of Paris, where the rest takes a fraction of one): kept per zone, day and hour as the
+fixes arrive, like the zone-day coverage, it would be a small GROUP BY here.
 """
 
 from __future__ import annotations
@@ -37,12 +42,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+import numpy as np
+import shapely
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from maraudes.days import service_day, service_day_bounds, service_day_sql
+from maraudes.days import service_day, service_day_bounds
 from maraudes.models import Need, TeamMode
 from zones.selectors import WHITE_EPSILON_M2
 
@@ -85,10 +92,7 @@ class IsoWeek:
         if not match:
             raise ReportParamError(
                 "week",
-                _(
-                    "« %(raw)s » n'est pas une semaine ISO : écrivez AAAA-Wss, "
-                    "par exemple 2026-W47."
-                )
+                _("« %(raw)s » n'est pas une semaine ISO : écrivez AAAA-Wss, par exemple 2026-W47.")
                 % {"raw": raw},
             )
         year, week = int(match[1]), int(match[2])
@@ -100,7 +104,9 @@ class IsoWeek:
         if not 1 <= week <= weeks:
             raise ReportParamError(
                 "week",
-                _("L'année %(year)d compte %(weeks)d semaines ISO : la semaine %(week)d n'existe pas.")
+                _(
+                    "L'année %(year)d compte %(weeks)d semaines ISO : la semaine %(week)d n'existe pas."
+                )
                 % {"year": year, "weeks": weeks, "week": week},
             )
         return cls(year, week)
@@ -184,8 +190,12 @@ SMALL_COUNT_LIMIT = 3
 SMALL_COUNT_LABEL = "<3"
 
 
-def count_shown(n: int, *, protect: bool) -> int | str:
-    if protect and 0 < n < SMALL_COUNT_LIMIT:
+def count_shown(n: int, *, protect: bool, people: int | None = None) -> int | str:
+    """`n` as it may be shown. `people` is the people count `n` goes with when `n` counts
+    something else (encounters): every encounter meets at least one person, so 2 encounters
+    beside "<3" people would tell that 2 people were met; such a count is hidden too."""
+    small = people if people is not None else n
+    if protect and 0 < small < SMALL_COUNT_LIMIT:
         return SMALL_COUNT_LABEL
     return n
 
@@ -272,7 +282,7 @@ class TrendPoint:
 @dataclass(frozen=True)
 class WeeklyReport:
     week: IsoWeek
-    kind: str
+    kind: str | None
     rows: list[WeekRow]
     totals: WeekRow
     trend: list[TrendPoint]
@@ -283,13 +293,18 @@ class WeeklyReport:
 
 def _natural_key(code: str) -> tuple:
     """Quartier "9" before "10"; codes with letters keep their order."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", code) if part)
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", code)
+        if part
+    )
 
 
 _ZONES_SQL = """
 SELECT z.id, z.code, z.name, z.area_m2,
        (SELECT max(c.day) FROM zones_zonedaycoverage c
-         WHERE c.zone_id = z.id AND c.day <= %(last_day)s)
+         WHERE c.zone_id = z.id AND c.day <= %(last_day)s),
+       ST_AsBinary(z.geom)
 FROM zones_zone z
 WHERE z.kind = %(kind)s
 """
@@ -337,33 +352,62 @@ SELECT NULL, k, n, count(*), sum(people) FROM once, unnest(once.needs) n GROUP B
 """
 
 
-def _presence_sql() -> str:
-    day = service_day_sql("p.recorded_at")
-    return f"""
+# The week's joined intervals: midpoint, seconds, local hour of their start. The local time
+# is converted once per fix (three conversions per row cost a second on the benchmark week);
+# the end's service day is read on the start's wall clock plus the interval, which is exact
+# here: an interval is at most MAX_GAP_S long, and no clock change happens near DAY_START.
+_SEGMENTS_SQL = """
 WITH f AS (
-  SELECT p.shift_id, p.recorded_at AS t, p.point,
-         lead(p.recorded_at) OVER w AS t2, lead(p.point) OVER w AS p2
+  SELECT p.shift_id, p.recorded_at AT TIME ZONE %(tz)s AS local,
+         ST_X(p.point) AS x, ST_Y(p.point) AS y,
+         date_part('epoch', lead(p.recorded_at) OVER w - p.recorded_at) AS dt,
+         lead(ST_X(p.point)) OVER w AS x2, lead(ST_Y(p.point)) OVER w AS y2
   FROM maraudes_position p
   WHERE p.recorded_at >= %(first_start)s AND p.recorded_at < %(last_end)s
     AND p.accuracy <= %(max_accuracy)s
-  WINDOW w AS (PARTITION BY p.shift_id, {day} ORDER BY p.recorded_at)
-), seg AS (
-  SELECT f.t, extract(epoch FROM f.t2 - f.t) AS dt,
-         ST_SetSRID(ST_MakePoint((ST_X(f.point) + ST_X(f.p2)) / 2,
-                                 (ST_Y(f.point) + ST_Y(f.p2)) / 2), %(srid)s) AS mid
-  FROM f
-  JOIN maraudes_shift s ON s.id = f.shift_id
-  JOIN maraudes_team tm ON tm.id = s.team_id
-  WHERE f.t2 IS NOT NULL
-    AND extract(epoch FROM f.t2 - f.t) <= %(max_gap)s
-    AND ST_Distance(f.point, f.p2) <= extract(epoch FROM f.t2 - f.t)
-        * CASE WHEN tm.mode = %(vehicle)s THEN %(speed_vehicle)s ELSE %(speed_foot)s END
+  WINDOW w AS (PARTITION BY p.shift_id ORDER BY p.recorded_at)
+), speed AS (
+  SELECT s.id, CASE WHEN tm.mode = %(vehicle)s THEN %(speed_vehicle)s
+                    ELSE %(speed_foot)s END::float8 AS v
+  FROM maraudes_shift s JOIN maraudes_team tm ON tm.id = s.team_id
 )
-SELECT z.id, extract(hour FROM seg.t AT TIME ZONE %(tz)s)::int AS h, sum(seg.dt)
-FROM seg
-JOIN zones_zone z ON z.kind = %(kind)s AND ST_Intersects(z.geom, seg.mid)
-GROUP BY z.id, h
-"""  # noqa: S608 - module constants only; every value is a query parameter
+SELECT (f.x + f.x2) / 2, (f.y + f.y2) / 2, f.dt, date_part('hour', f.local)
+FROM f JOIN speed ON speed.id = f.shift_id
+WHERE f.dt <= %(max_gap)s
+  AND (f.x2 - f.x) ^ 2 + (f.y2 - f.y) ^ 2 <= (f.dt * speed.v) ^ 2
+  AND (f.local - %(day_start)s)::date
+      = (f.local + make_interval(secs => f.dt) - %(day_start)s)::date
+"""
+
+
+def _presence_by_zone(
+    segments: list[tuple[float, float, float, float]], zones: list[tuple[int, bytes]]
+) -> dict[int, dict[int, float]]:
+    """Seconds per zone and local hour: each interval counts for the zones holding its
+    midpoint (border included, as ST_Intersects).
+
+    Done here rather than in SQL: testing half a million midpoints against prepared polygons
+    with shapely takes a fraction of a second, where the same join in PostGIS (a GiST probe
+    and an unprepared point-in-polygon test per midpoint) took several seconds on the
+    benchmark week.
+    """
+    if not segments:
+        return {}
+    data = np.asarray(segments, dtype=float)
+    mx, my, dt, hour = data[:, 0], data[:, 1], data[:, 2], data[:, 3].astype(int)
+    result: dict[int, dict[int, float]] = {}
+    for zone_id, wkb in zones:
+        polygon = shapely.from_wkb(bytes(wkb))
+        x0, y0, x1, y1 = polygon.bounds
+        near = np.flatnonzero((mx >= x0) & (mx <= x1) & (my >= y0) & (my <= y1))
+        if not near.size:
+            continue
+        shapely.prepare(polygon)
+        inside = near[shapely.intersects_xy(polygon, mx[near], my[near])]
+        if inside.size:
+            seconds = np.bincount(hour[inside], weights=dt[inside], minlength=24)
+            result[zone_id] = {h: float(s) for h, s in enumerate(seconds) if s}
+    return result
 
 
 def presence_available(week: IsoWeek, *, now: datetime | None = None) -> bool:
@@ -372,8 +416,9 @@ def presence_available(week: IsoWeek, *, now: datetime | None = None) -> bool:
     return service_day_bounds(week.first_day)[0] >= cutoff
 
 
-def weekly_report(*, week: IsoWeek, kind: str, now: datetime | None = None) -> WeeklyReport:
-    """The report of `week` for the zones of `kind` (see the module's docstring)."""
+def weekly_report(*, week: IsoWeek, kind: str | None, now: datetime | None = None) -> WeeklyReport:
+    """The report of `week` for the zones of `kind` (see the module's docstring); no kind
+    (no zone at all yet) gives an empty report."""
     now = now or timezone.now()
     previous = week.shifted(-1)
     trend_first = week.shifted(-(TREND_WEEKS - 1))
@@ -393,6 +438,11 @@ def weekly_report(*, week: IsoWeek, kind: str, now: datetime | None = None) -> W
         "speed_foot": settings.MAX_SPEED_FOOT,
         "srid": settings.SRID,
         "tz": settings.TIME_ZONE,
+        "day_start": timedelta(
+            hours=settings.DAY_START.hour,
+            minutes=settings.DAY_START.minute,
+            seconds=settings.DAY_START.second,
+        ),
     }
     # One transaction: one snapshot for the five statements, and JIT off for them (compiling
     # these short-lived plans costs more than it saves: 0.5 s on the benchmark week).
@@ -409,18 +459,24 @@ def weekly_report(*, week: IsoWeek, kind: str, now: datetime | None = None) -> W
             (zone_id, k, need): (n, int(people or 0))
             for zone_id, k, need, n, people in cursor.fetchall()
         }
-        presence: dict[tuple[int, int], float] = {}
+        segments: list[tuple[float, float, float, float]] = []
         if with_presence:
-            cursor.execute(_presence_sql(), params)
-            presence = {(zone_id, h): float(s) for zone_id, h, s in cursor.fetchall()}
+            cursor.execute(_SEGMENTS_SQL, params)
+            segments = cursor.fetchall()
+    by_zone = _presence_by_zone(segments, [(zone[0], zone[5]) for zone in zones])
 
     current, before = TREND_WEEKS - 1, TREND_WEEKS - 2
-    by_zone: dict[int, dict[int, float]] = defaultdict(dict)
-    for (zone_id, hour), seconds in presence.items():
-        by_zone[zone_id][hour] = seconds
 
-    def row(zone_id: int | None, code: str, name: str, area: float, last_visit, covered_now,
-            covered_before, hours: dict[int, float]) -> WeekRow:  # fmt: skip
+    def row(
+        zone_id: int | None,
+        code: str,
+        name: str,
+        area: float,
+        last_visit: date | None,
+        covered_now: float,
+        covered_before: float,
+        hours: dict[int, float],
+    ) -> WeekRow:
         bands = tuple(hours.get(h, 0.0) for h in HOUR_BANDS)
         total = sum(hours.values())
         return WeekRow(
@@ -457,7 +513,7 @@ def weekly_report(*, week: IsoWeek, kind: str, now: datetime | None = None) -> W
             covered.get((zone_id, before), 0.0),
             by_zone.get(zone_id, {}),
         )
-        for zone_id, code, name, area, last_visit in zones
+        for zone_id, code, name, area, last_visit, _wkb in zones
     ]
     rows.sort(key=lambda r: _natural_key(r.code))
 

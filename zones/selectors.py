@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -9,11 +10,13 @@ from django.conf import settings
 from django.contrib.gis.geos import Polygon
 from django.db import connection
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from maraudes.days import service_day_bounds
-from zones.models import Zone
+from maraudes.days import service_day, service_day_bounds
+from maraudes.models import TeamMode
+from zones.models import WEEK_DAYS, Assignment, Zone
 
 
 def zone_kinds() -> list[str]:
@@ -76,27 +79,34 @@ class ZoneCoverage:
 
 
 def _coverage_sql(*, with_geometry: bool) -> str:
+    """A 7-day window reads the rolling weekly white part (ZoneWeekWhite) kept by the
+    services; its row is missing only when nothing covered the zone that week (then the
+    union below is over no row). Other windows union their zone-days."""
     white = (
-        """ST_AsGeoJSON(ST_Transform(ST_Multi(CASE WHEN cov.u IS NULL THEN z.geom
+        """ST_AsGeoJSON(ST_Transform(ST_Multi(CASE
+                WHEN w.zone_id IS NOT NULL THEN w.geom
+                WHEN cov.u IS NULL THEN z.geom
                 ELSE ST_Difference(z.geom, cov.u) END), 4326), 6)"""
         if with_geometry
         else "NULL"
     )
     return f"""
     SELECT z.id, z.code, z.name, z.kind, z.need_weight, z.area_m2,
-           COALESCE(ST_Area(cov.u), 0) AS covered_m2,
+           CASE WHEN w.zone_id IS NOT NULL THEN GREATEST(z.area_m2 - w.white_m2, 0)
+                ELSE COALESCE(ST_Area(cov.u), 0) END AS covered_m2,
            (SELECT max(c.day) FROM zones_zonedaycoverage c
              WHERE c.zone_id = z.id AND c.day <= %(to)s) AS last_visit,
-           COALESCE(cov.passages, 0),
+           (SELECT count(DISTINCT s) FROM zones_zonedaycoverage c2, unnest(c2.shift_ids) s
+             WHERE c2.zone_id = z.id AND c2.day BETWEEN %(from)s AND %(to)s) AS passages,
            COALESCE(enc.n, 0), COALESCE(enc.people, 0),
            {white} AS white
     FROM zones_zone z
+    LEFT JOIN zones_zoneweekwhite w
+      ON %(week)s AND w.zone_id = z.id AND w.last_day = %(to)s
     LEFT JOIN LATERAL (
-      SELECT ST_Union(c.geom) AS u,
-             (SELECT count(DISTINCT s) FROM zones_zonedaycoverage c2, unnest(c2.shift_ids) s
-               WHERE c2.zone_id = z.id AND c2.day BETWEEN %(from)s AND %(to)s) AS passages
+      SELECT ST_Union(c.geom) AS u
       FROM zones_zonedaycoverage c
-      WHERE c.zone_id = z.id AND c.day BETWEEN %(from)s AND %(to)s
+      WHERE w.zone_id IS NULL AND c.zone_id = z.id AND c.day BETWEEN %(from)s AND %(to)s
     ) cov ON true
     LEFT JOIN LATERAL (
       SELECT count(*) AS n, sum(e.people_count) AS people FROM maraudes_encounter e
@@ -132,6 +142,7 @@ def zones_coverage(
                 "zone_ids": zone_ids,
                 "enc_from": enc_from,
                 "enc_to": enc_to,
+                "week": (day_to - day_from).days == WEEK_DAYS - 1,
             },
         )
         return [ZoneCoverage(*row) for row in cursor.fetchall()]
@@ -239,8 +250,7 @@ def staleness_layers(*, today: date, kind: str | None = None) -> list[StalenessP
     tonight, in the last 3 days, 7 days, 28 days, and not in 28 days."""
     empty = f"ST_GeomFromText('MULTIPOLYGON EMPTY', {settings.SRID})"
     unions = ",\n".join(
-        f"COALESCE(ST_Union(c.geom) FILTER (WHERE c.day > %(today)s - {days}), {empty})"
-        f" AS u{days}"
+        f"COALESCE(ST_Union(c.geom) FILTER (WHERE c.day > %(today)s - {days}), {empty}) AS u{days}"
         for _key, days, _label in STALENESS_CLASSES
     )
     parts = []
@@ -281,14 +291,6 @@ def staleness_layers(*, today: date, kind: str | None = None) -> list[StalenessP
 
 
 # --- Assignments and their conflicts --------------------------------------------------------
-# Appended in one block (the file is shared); these imports could move to the top.
-from collections.abc import Collection  # noqa: E402
-
-from django.utils import timezone  # noqa: E402
-
-from maraudes.days import service_day  # noqa: E402
-from maraudes.models import TeamMode  # noqa: E402
-from zones.models import Assignment  # noqa: E402
 
 
 def assignments_for_day(

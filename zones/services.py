@@ -18,20 +18,24 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import shapely
 from django.conf import settings
-from django.db import connection, transaction
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
 from shapely.geometry import MultiPolygon
 
 from maraudes import realtime
 from maraudes.days import service_day, service_day_bounds, service_day_sql
 from maraudes.fixes import Fix
-from maraudes.models import PositionSource, Shift
+from maraudes.models import PositionSource, Shift, Team
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
 from zones.geometry import TrackFix, track_coverage
-from zones.models import Zone, ZoneDayCoverage
+from zones.models import WEEK_DAYS, Assignment, Zone, ZoneDayCoverage
 
 # Union/intersection results kept valid without paying for MakeValid when they already are.
 _VALID = "CASE WHEN ST_IsValid({g}) THEN {g} ELSE ST_MakeValid({g}) END"
@@ -105,7 +109,9 @@ def coverage_update(*, shift: Shift, fixes: Sequence[StoredFix]) -> CoverageChan
             track = ([previous] if previous else []) + [TrackFix(f.t, f.x, f.y) for f in day_fixes]
             piece = _coverage_of(shift, track)
             _piece_insert(shift.pk, day, piece)
-            change.zone_days |= _zone_days_add(shift.pk, day, piece)
+            touched = _zone_days_add(shift.pk, day, piece)
+            _week_whites_subtract({zone_id for zone_id, _day in touched}, day, piece)
+            change.zone_days |= touched
         else:
             change.zone_days |= _shift_day_recompute(shift, day)
             change.recomputed_days.add(day)
@@ -179,6 +185,7 @@ def _shift_day_recompute(shift: Shift, day: date) -> set[tuple[int, date]]:
         zone_ids |= _zones_touching(piece)
     if zone_ids:
         _zone_days_rebuild(days=[day], zone_ids=sorted(zone_ids))
+        _week_whites_fill(zone_ids=sorted(zone_ids), last_days=_week_ends(day), replace=True)
     return {(zone_id, day) for zone_id in zone_ids}
 
 
@@ -276,6 +283,68 @@ def _zone_days_rebuild(*, days: Iterable[date], zone_ids: Sequence[int] | None =
         )
 
 
+# --- Rolling weekly white zones (zones.models.ZoneWeekWhite) ----------------------------------
+
+
+def _week_ends(day: date) -> list[date]:
+    """The last days of the 7-day windows that hold `day`."""
+    return [day + timedelta(days=n) for n in range(WEEK_DAYS)]
+
+
+def _week_whites_subtract(zone_ids: set[int], day: date, piece: MultiPolygon) -> None:
+    """A new piece of coverage on `day`: take it out of the weekly white parts holding that
+    day (existing rows), and fill the rows still missing from the zone-days."""
+    if not zone_ids or piece.is_empty:
+        return
+    ends = _week_ends(day)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE zones_zoneweekwhite w
+            SET geom = {_VALID.format(g=_POLY.format(g="ST_Difference(w.geom, p.g)"))},
+                updated_at = now()
+            FROM (SELECT ST_GeomFromWKB(%s, %s) AS g) p
+            WHERE w.zone_id = ANY(%s) AND w.last_day = ANY(%s) AND ST_Intersects(w.geom, p.g)
+            """,
+            [shapely.to_wkb(piece), settings.SRID, sorted(zone_ids), ends],
+        )
+    _week_whites_fill(zone_ids=sorted(zone_ids), last_days=ends, replace=False)
+
+
+def _week_whites_fill(
+    *, zone_ids: Sequence[int] | None, last_days: Sequence[date], replace: bool
+) -> None:
+    """Compute weekly white parts from the zone-days: the missing rows, or all (`replace`)."""
+    white = _VALID.format(
+        g="CASE WHEN u.g IS NULL THEN z.geom ELSE "
+        + _POLY.format(g="ST_Difference(z.geom, u.g)")
+        + " END"
+    )
+    missing = (
+        ""
+        if replace
+        else """AND NOT EXISTS (SELECT 1 FROM zones_zoneweekwhite w
+                                WHERE w.zone_id = z.id AND w.last_day = d.day)"""
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO zones_zoneweekwhite (zone_id, last_day, geom, updated_at)
+            SELECT z.id, d.day, {white}, now()
+            FROM zones_zone z
+            CROSS JOIN unnest(%(days)s::date[]) AS d(day)
+            LEFT JOIN LATERAL (
+              SELECT ST_Union(c.geom) AS g FROM zones_zonedaycoverage c
+              WHERE c.zone_id = z.id AND c.day BETWEEN d.day - {WEEK_DAYS - 1} AND d.day
+            ) u ON true
+            WHERE (%(zones)s::bigint[] IS NULL OR z.id = ANY(%(zones)s)) {missing}
+            ON CONFLICT (zone_id, last_day) DO UPDATE
+              SET geom = EXCLUDED.geom, updated_at = now()
+            """,
+            {"days": list(last_days), "zones": list(zone_ids) if zone_ids is not None else None},
+        )
+
+
 @dataclass
 class RebuildResult:
     shift_days: int
@@ -324,6 +393,8 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
         _pieces_insert(batch)
         if days:
             _zone_days_rebuild(days=days)
+            last_days = sorted({end for day in days for end in _week_ends(day)})
+            _week_whites_fill(zone_ids=None, last_days=last_days, replace=True)
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM zones_zonedaycoverage WHERE day = ANY(%s)", [days])
             (zone_days,) = cursor.fetchone()
@@ -331,17 +402,7 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
 
 
 # --- Assignments: zone x team x night -------------------------------------------------------
-# Appended in one block (the file is shared); these imports could move to the top.
-from datetime import timedelta  # noqa: E402
 
-from django.contrib.auth.models import AbstractBaseUser  # noqa: E402
-from django.core.exceptions import ValidationError  # noqa: E402
-from django.db import IntegrityError  # noqa: E402
-from django.utils import timezone  # noqa: E402
-from django.utils.translation import gettext as _  # noqa: E402
-
-from maraudes.models import Team  # noqa: E402
-from zones.models import Assignment  # noqa: E402
 
 # Nights are planned ahead, but a date more than a year away is a typo, not a plan.
 ASSIGNMENT_MAX_AHEAD = timedelta(days=366)

@@ -8,6 +8,7 @@ the end-to-end cases speak to the real app served by uvicorn (`live_app`) with t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.sessions.models import Session
@@ -275,6 +277,23 @@ async def test_the_feeds_ignore_what_clients_send(coordinator):
 
     assert await ws.receive_json_from(timeout=TIMEOUT) == {"seq": seq, "type": "test", "n": 1}
     await ws.disconnect()
+
+
+async def test_a_long_lived_connection_renews_its_group_membership(
+    coordinator, monkeypatch, settings
+):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    monkeypatch.setattr(consumers, "GROUP_RENEW_S", 0.05)
+    ws = await connect("/ws/live/", await sync_to_async(token_header)(coordinator))
+    await hello(ws)
+    members = get_channel_layer().groups[realtime.group_coordination()]
+    channel, joined = max(members.items(), key=lambda item: item[1])
+
+    await asyncio.sleep(0.3)
+
+    assert members[channel] > joined
+    await ws.disconnect()
+    assert channel not in members
 
 
 # --- Delivery and replay, on both channel layers --------------------------------------------

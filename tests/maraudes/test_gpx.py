@@ -73,7 +73,9 @@ def test_it_reads_the_paris_run(shared_data):
 
 
 def test_it_skips_an_empty_segment(world, shared_data):
-    result = parse_gpx((shared_data / "gpx/other/track-with-empty-segment.gpx").read_bytes(), now=NOW)
+    result = parse_gpx(
+        (shared_data / "gpx/other/track-with-empty-segment.gpx").read_bytes(), now=NOW
+    )
 
     assert (result.tracks, result.segments) == (1, 1)
     assert len(result.fixes) == 9
@@ -134,11 +136,11 @@ def test_each_bad_point_is_named_and_the_good_ones_kept():
 
 def test_hdop_speed_and_course_are_read():
     data = (
-        '<gpx version="1.0" creator="t" xmlns="http://www.topografix.com/GPX/1/0"><trk><trkseg>'
-        '<trkpt lat="48.853" lon="2.3499"><time>2026-11-20T20:00:00Z</time>'
-        "<course>90.5</course><speed>1.4</speed><hdop>2.0</hdop></trkpt>"
-        "</trkseg></trk></gpx>"
-    ).encode()
+        b'<gpx version="1.0" creator="t" xmlns="http://www.topografix.com/GPX/1/0"><trk><trkseg>'
+        b'<trkpt lat="48.853" lon="2.3499"><time>2026-11-20T20:00:00Z</time>'
+        b"<course>90.5</course><speed>1.4</speed><hdop>2.0</hdop></trkpt>"
+        b"</trkseg></trk></gpx>"
+    )
 
     (fix,) = parse_gpx(data, now=NOW).fixes
 
@@ -173,3 +175,18 @@ def test_a_latin1_file_is_read():
     ).encode("latin-1")
 
     assert len(parse_gpx(data, now=NOW).fixes) == 1
+
+
+def test_gpxpy_alone_would_expand_entities_hence_the_defusedxml_gate():
+    """gpxpy 1.6 parses with ElementTree, not defusedxml: an internal entity reaches the
+    track. This is why parse_gpx lets defusedxml refuse every DTD first."""
+    import gpxpy
+
+    data = (
+        '<?xml version="1.0"?><!DOCTYPE gpx [<!ENTITY who "Jean Dupont">]>'
+        '<gpx version="1.1" creator="t"><trk><name>&who;</name></trk></gpx>'
+    )
+
+    assert gpxpy.parse(data).tracks[0].name == "Jean Dupont"
+    with pytest.raises(GpxError, match="DOCTYPE"):
+        parse_gpx(data.encode())

@@ -277,7 +277,7 @@ def test_an_absurdly_long_id_is_not_a_token():
 
 
 def test_when_a_name_comes_twice_the_last_value_wins():
-    params = legacy() + [("lat", "48.86")]
+    params = [*legacy(), ("lat", "48.86")]
 
     (fix,) = parse_query(params, now=NOW).fixes
 

@@ -2,10 +2,14 @@
  *
  * Loads as "subscribe, fetch, apply" (DESIGN.md, "Live updates"): the websocket /ws/live/ is
  * opened first and its events are buffered while the layers are fetched; then the buffered
- * events newer than the socket's hello are applied in order. Every event carries a `seq`:
- * one already applied is dropped, and a reconnection asks for what it missed with
- * `?since=<last seq>`. Event handlers are idempotent (keyed by id, or by time for positions),
- * so an event that a fetch already reflects does no harm when it is applied again.
+ * events are applied in `seq` order. Every event carries a `seq`: one already applied is
+ * dropped, and a reconnection asks for what it missed with `?since=<highest seq seen>`.
+ *
+ * Events are not dropped for being numbered below the socket's hello or below the last one
+ * applied: transactions commit in another order than their numbers, so the server may forward
+ * a lower-numbered event late (api/consumers.py). Handlers are idempotent instead (keyed by
+ * id, or by time for positions): an event that a fetch already reflects does no harm when it
+ * is applied again.
  *
  * Without the socket the page still works (fetched layers, assignments through the API) and
  * says "déconnecté" while it keeps retrying with a growing delay.
@@ -17,7 +21,7 @@
   "use strict";
 
   const config = JSON.parse(document.getElementById("map-config").textContent);
-  const TZ = "Europe/Paris";
+  const TZ = config.timeZone; // settings.TIME_ZONE: service days are Paris nights
   const STALENESS_COLORS = {
     tonight: "#1a9850",
     "3_days": "#91cf60",
@@ -31,6 +35,7 @@
   const HELLO_WAIT_MS = 4000;
   const COVERAGE_REFRESH_MS = 15000;
   const WHITE_LIST_SHORT = 10;
+  const LEGEND_KEY = "maraudes.carte.legende";
 
   const fmtTime = new Intl.DateTimeFormat("fr-FR", { hour: "2-digit", minute: "2-digit", timeZone: TZ });
   const fmtDay = new Intl.DateTimeFormat("fr-FR", { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
@@ -43,7 +48,8 @@
     canvas: null,
     // The live feed.
     socket: null,
-    seq: null, // last event applied (or the hello's seq before any)
+    seq: null, // highest seq seen (the hello's before any event): what `since` asks from
+    seen: new Set(), // seqs applied, to drop the doubles of a replay
     retry: 0,
     retryAt: null,
     retryTimer: null,
@@ -57,11 +63,15 @@
     loading: 1,
     buffer: [],
     loadedOnce: false,
+    firstLoadStarted: false,
+    refetchOnHello: false, // layers fetched without a hello's baseline
     // What the map shows.
     window: { from: config.window.from, to: config.window.to },
     kind: config.kind,
     night: config.today,
-    teams: new Map(), // team id -> live team
+    // Open shift id -> the team out on it. By shift, not by team: a shift left open and a new
+    // one of the same team are two places, and a trail must not jump from one to the other.
+    teams: new Map(),
     zones: new Map(), // zone id -> {id, code, name, layer}
     assignments: new Map(), // assignment id -> assignment of state.night
     encounters: new Map(), // encounter id -> {layer, people}
@@ -119,7 +129,7 @@
   /** Tonight's service day: the Paris date of now minus DAY_START (06:00). Off by an hour
    * on the two nights of a clock change, which a planning screen can live with. */
   function serviceDayNow() {
-    return fmtIsoDay.format(new Date(Date.now() - 6 * 3600 * 1000));
+    return fmtIsoDay.format(new Date(Date.now() - config.dayStartMinutes * 60 * 1000));
   }
 
   function ageText(ms) {
@@ -275,6 +285,7 @@
     if (event.code === 4400) {
       // `since` refused: start over from a fresh hello and refetch the layers.
       state.seq = null;
+      state.refetchOnHello = state.firstLoadStarted;
       state.retry = 0;
       scheduleReconnect(0);
       return;
@@ -315,8 +326,12 @@
     setConn("live");
     if (state.seq === null) {
       state.seq = message.seq;
-      if (state.loadedOnce) reloadLayers(); // fetched without a baseline: fetch again
-      else maybeFirstLoad();
+      if (state.refetchOnHello) {
+        // The layers were fetched while the feed was down: what happened between that fetch
+        // and this hello was never sent to us, so fetch them again (events buffered).
+        state.refetchOnHello = false;
+        reloadLayers();
+      } else maybeFirstLoad();
     } else if (message.seq < state.seq) {
       window.location.reload(); // the server's events were reset behind our back
     }
@@ -324,8 +339,13 @@
   }
 
   function apply(event) {
-    if (state.seq !== null && event.seq <= state.seq) return; // applied already
-    state.seq = event.seq;
+    if (state.seen.has(event.seq)) return; // applied already
+    state.seen.add(event.seq);
+    if (state.seq === null || event.seq > state.seq) state.seq = event.seq;
+    if (state.seen.size > 20000) {
+      // Only recent numbers can come twice: forget the old ones.
+      for (const seq of state.seen) if (seq < state.seq - 10000) state.seen.delete(seq);
+    }
     const handler = HANDLERS[event.type];
     if (handler) {
       try {
@@ -361,6 +381,7 @@
     if (!state.map || state.loadedOnce || state.firstLoadStarted) return;
     if (state.seq === null && !state.socketFailedOnce && !state.helloTimedOut) return;
     state.firstLoadStarted = true;
+    state.refetchOnHello = state.seq === null;
     reloadLayers().then(() => {
       state.loadedOnce = true;
       fitToZones();
@@ -532,15 +553,15 @@
       renderTeams();
     },
     shift_ended(e) {
-      const team = state.teams.get(e.team);
-      if (team && team.shift === e.shift) {
+      const team = state.teams.get(e.shift);
+      if (team) {
         removeTeamLayers(team);
-        state.teams.delete(e.team);
+        state.teams.delete(e.shift);
         renderTeams();
       }
     },
     position(e) {
-      let team = state.teams.get(e.team);
+      let team = state.teams.get(e.shift);
       if (!team) {
         const info = teamInfo.get(e.team) || {};
         team = upsertTeam({ team: e.team, team_name: info.name || `Équipe ${e.team}`, color: info.color || "#555555", shift: e.shift });
@@ -586,10 +607,10 @@
   // --- Teams ------------------------------------------------------------------------------
 
   function upsertTeam(t) {
-    let team = state.teams.get(t.team);
+    let team = state.teams.get(t.shift);
     if (!team) {
       team = { id: t.team, trailPoints: [], lastFix: null, marker: null, trail: null };
-      state.teams.set(t.team, team);
+      state.teams.set(t.shift, team);
     }
     team.name = t.team_name || team.name;
     team.color = t.color || team.color;
@@ -632,7 +653,7 @@
       team.marker.bindTooltip("", { direction: "top", offset: [0, -14] });
       state.layers.teams.addLayer(team.marker);
       const el = team.marker.getElement();
-      if (el) el.dataset.team = team.id;
+      if (el) Object.assign(el.dataset, { team: team.id, shift: team.shift });
     } else {
       team.marker.setLatLng([lat, lon]);
     }
@@ -670,7 +691,7 @@
       ...teams.map((team) =>
         h(
           "li",
-          { dataset: { team: team.id } },
+          { dataset: { team: team.id, shift: team.shift } },
           h(
             "button",
             {
@@ -680,7 +701,12 @@
               onclick: () => team.lastFix && state.map.setView([team.lastFix.lat, team.lastFix.lon], Math.max(state.map.getZoom(), 15)),
             },
             swatch(team.color),
-            h("span", { class: "team-name" }, team.name),
+            h(
+              "span",
+              { class: "team-name" },
+              team.name,
+              team.startedAt ? h("small", { class: "team-since" }, ` depuis ${fmtTime.format(new Date(team.startedAt))}`) : null,
+            ),
             h(
               "span",
               { class: `team-age ${team.lastFix ? ageClass(team.lastFix.t) : "none"}` },
@@ -882,7 +908,7 @@
     const zone = state.zones.get(zoneId);
     if (!zone) return;
     state.popupZone = zoneId;
-    state.popup = L.popup({ maxWidth: 320, minWidth: 240, className: "zone-popup", autoPanPadding: [20, 20] })
+    state.popup = L.popup({ maxWidth: 360, minWidth: 260, className: "zone-popup", autoPanPadding: [20, 20] })
       .setLatLng(latlng || zone.layer.getBounds().getCenter())
       .setContent(popupContent(zoneId))
       .openOn(state.map);
@@ -905,7 +931,7 @@
     const teams = [...byTeam.values()].sort((a, b) => a.name.localeCompare(b.name, "fr"));
     const list = $("assignments-list");
     if (!teams.length) {
-      list.replaceChildren(h("li", { class: "muted" }, `Aucune zone affectée pour la nuit du ${dayLabel(state.night)}.`));
+      list.replaceChildren(h("li", { class: "muted" }, `Aucune zone affectée pour la nuit du ${dayLabel(state.night)}`));
       return;
     }
     const past = nightIsPast();
@@ -1021,7 +1047,10 @@
     let people = 0;
     for (const e of state.encounters.values()) people += e.people;
     const n = state.encounters.size;
-    const text = `${n} rencontre${n > 1 ? "s" : ""} (${people} personne${people > 1 ? "s" : ""}) du ${dayLabel(state.window.from)} au ${dayLabel(state.window.to)}`;
+    const period = `du ${dayLabel(state.window.from)} au ${dayLabel(state.window.to)}`;
+    const text = n
+      ? `${n} rencontre${n > 1 ? "s" : ""} (${people} personne${people > 1 ? "s" : ""}) ${period}`
+      : `Aucune rencontre ${period}`;
     $("window-summary").textContent = state.encountersTruncated ? `${text} — liste tronquée, réduisez la période` : text;
   }
 
@@ -1036,33 +1065,41 @@
         "div",
         { class: "legend-body", id: "legend-body" },
         h("h3", {}, "Dernier passage"),
-        h("ul", {}, config.staleness.map((s) => row(box("fill", `background:${STALENESS_COLORS[s.key]}`), s.label))),
+        h("ul", {}, config.staleness.map((s) => row(box("fill", `background:${STALENESS_COLORS[s.key]}`), s.label.replace(/^couverte /, "")))),
+        h("h3", {}, "Sur la carte"),
         h(
           "ul",
           {},
           row(box("hatch"), "zone blanche de la période"),
           row(box("dot", `background:${ENCOUNTER_COLOR}`), "rencontre (taille : personnes)"),
-          row(box("team"), `équipe en maraude, trace des ${config.trailMinutes} dernières min`),
-          row(box("assigned"), "zone affectée (couleur de l'équipe)"),
-          row(box("double"), "zone donnée à plusieurs équipes"),
-          row(box("priority", null), "zone prioritaire sans équipe"),
+          row(box("team"), `équipe, trace de ${config.trailMinutes} min`),
+          row(box("assigned"), "zone affectée (couleur d'équipe)"),
+          row(box("double"), "zone à plusieurs équipes"),
+          row(box("priority"), "priorité sans équipe"),
         ),
       );
+      // Open at first; a coordinator who knows it by heart folds it away, and it stays so.
+      const setOpen = (open) => {
+        body.hidden = !open;
+        toggle.setAttribute("aria-expanded", String(open));
+        try {
+          window.localStorage.setItem(LEGEND_KEY, open ? "open" : "closed");
+        } catch (e) {
+          /* private browsing: not remembered */
+        }
+      };
       const toggle = h(
         "button",
-        {
-          type: "button",
-          class: "legend-toggle",
-          "aria-expanded": "true",
-          "aria-controls": "legend-body",
-          onclick: () => {
-            const open = body.hidden;
-            body.hidden = !open;
-            toggle.setAttribute("aria-expanded", String(open));
-          },
-        },
+        { type: "button", class: "legend-toggle", "aria-expanded": "true", "aria-controls": "legend-body", onclick: () => setOpen(body.hidden) },
         "Légende",
       );
+      let remembered = null;
+      try {
+        remembered = window.localStorage.getItem(LEGEND_KEY);
+      } catch (e) {
+        remembered = null;
+      }
+      if (remembered === "closed") setOpen(false);
       const el = h("section", { class: "legend leaflet-bar", "aria-label": "Légende" }, toggle, body);
       L.DomEvent.disableClickPropagation(el);
       L.DomEvent.disableScrollPropagation(el);
@@ -1074,11 +1111,18 @@
   function fitToZones() {
     const bounds = L.latLngBounds([]);
     for (const zone of state.zones.values()) bounds.extend(zone.layer.getBounds());
-    if (bounds.isValid()) state.map.fitBounds(bounds, { padding: [12, 12] });
+    if (!bounds.isValid()) return;
+    // Keep the zones clear of the open legend, in the bottom-left corner.
+    const legend = document.querySelector(".legend");
+    const open = legend && !document.getElementById("legend-body").hidden;
+    const left = open ? legend.offsetWidth + 20 : 12;
+    state.map.fitBounds(bounds, { paddingTopLeft: [left, 12], paddingBottomRight: [12, 12], animate: false });
   }
 
   window.maraudesMapInit = function (map) {
     state.map = map;
+    // Quarter zoom steps: the territory fills the screen instead of jumping a whole level.
+    map.options.zoomSnap = 0.25;
     const panes = [["staleness", 405], ["white", 410], ["zones", 420], ["encounters", 430], ["trails", 440], ["flags", 610]];
     for (const [name, z] of panes) map.createPane(name).style.zIndex = z;
     // Clicks go through encounters, trails and badges to the zones below them.
@@ -1101,7 +1145,6 @@
         { collapsed: true, position: "topright" },
       )
       .addTo(map);
-    L.control.scale({ imperial: false }).addTo(map);
     legendControl().addTo(map);
     map.on("popupclose", () => {
       state.popupZone = null;

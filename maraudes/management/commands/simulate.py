@@ -104,6 +104,11 @@ class Api:
             self.conn = None
 
 
+def _fr(value: float) -> str:
+    """A number as French readers write it: 0,5 not 0.5."""
+    return f"{value:g}".replace(".", ",")
+
+
 # --- Walking inside a zone (WGS84 in, WGS84 out; metres in a local plane) ---------------------
 
 
@@ -280,8 +285,8 @@ class Command(BaseCommand):
         api.close()
 
         self.say(
-            f"{len(runs)} équipe(s) sur {base} : un point toutes les {interval:g} s pendant "
-            f"{options['duration']:g} min. Ctrl-C pour arrêter (chaque équipe termine sa maraude)."
+            f"{len(runs)} équipe(s) sur {base} : un point toutes les {_fr(interval)} s pendant "
+            f"{_fr(options['duration'])} min. Ctrl-C pour arrêter (chaque équipe termine sa maraude)."
         )
         threads = [
             threading.Thread(
@@ -458,7 +463,9 @@ class Command(BaseCommand):
             reasons = "; ".join(r["reason"] for r in result["rejected"])
             self.say(f"{run.team['name']} : point refusé ({reasons})", level=1)
         else:
-            self.say(f"{run.team['name']} : point {lat:.5f}, {lon:.5f} (± {accuracy:g} m)", level=2)
+            self.say(
+                f"{run.team['name']} : point {lat:.5f}, {lon:.5f} (± {_fr(accuracy)} m)", level=2
+            )
 
     def _encounter(self, api: Api, run: TeamRun, lon: float, lat: float) -> None:
         rng = run.walker.rng
