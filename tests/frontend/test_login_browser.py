@@ -6,7 +6,8 @@ from playwright.sync_api import expect
 from tests.browser.harness import artifact_path
 from tests.factories import ZoneFactory, tile, user_with_role
 
-pytestmark = pytest.mark.browser
+# The home page itself: without the main screens a coordinator would land on /carte/.
+pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.frontend.urls_without_screens")]
 
 
 @pytest.fixture

@@ -132,6 +132,8 @@ def test_a_shift_with_an_encounter_logged_offline(
     # 2. Check-in: the second tap.
     start.click()
     expect(page.get_by_role("heading", name="En maraude")).to_be_visible()
+    # The check-in reached the server when the Traccar card has the shift's identifier.
+    expect(page.locator("#traccar-id")).not_to_be_empty()
     expect(page.locator("#pending")).to_contain_text(SENT)
     shift = Shift.objects.get(team=team)
     assert shift.ended_at is None and shift.started_by == amina
@@ -263,7 +265,7 @@ def test_a_lost_session_keeps_the_outbox_until_the_member_logs_in_again(
     page = phone.new_page()
     log_in(page, live_app)
     page.get_by_role("button", name="Démarrer la maraude").click()
-    expect(page.locator("#pending")).to_contain_text(SENT)
+    expect(page.locator("#traccar-id")).not_to_be_empty()
     walk(phone, page, 2, NOTRE_DAME)
 
     phone.clear_cookies()  # the session is gone (expired, or logged out elsewhere)

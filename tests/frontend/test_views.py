@@ -75,6 +75,7 @@ def test_it_greets_by_username_when_there_is_no_name(client):
     assert "Bonjour karim" in client.get("/").content.decode()
 
 
+@pytest.mark.urls("tests.frontend.urls_without_screens")
 def test_it_shows_the_roles_in_french(client):
     client.force_login(user_with_role("planner"))
 
@@ -90,6 +91,7 @@ def test_it_tells_a_person_without_role_whom_to_ask(client):
     assert "demandez à un administrateur" in client.get("/").content.decode()
 
 
+@pytest.mark.urls("tests.frontend.urls_without_screens")
 def test_it_shows_a_field_member_their_team(client):
     team = TeamFactory(name="Maraude Nord", organization__name="Aurore")
     client.force_login(user_with_role("field", team=team))
@@ -100,6 +102,7 @@ def test_it_shows_a_field_member_their_team(client):
     assert "Aurore" in html
 
 
+@pytest.mark.urls("tests.frontend.urls_without_screens")
 def test_it_links_to_the_api_docs_and_the_zones(client):
     client.force_login(user_with_role("coordinator"))
 
@@ -110,6 +113,7 @@ def test_it_links_to_the_api_docs_and_the_zones(client):
     assert 'href="/admin/"' not in html
 
 
+@pytest.mark.urls("tests.frontend.urls_without_screens")
 def test_it_links_administrators_to_the_admin(client):
     client.force_login(UserFactory(is_superuser=True, is_staff=True))
 
@@ -118,7 +122,6 @@ def test_it_links_administrators_to_the_admin(client):
     assert 'href="/admin/"' in html
 
 
-@pytest.mark.urls("tests.frontend.urls_with_screens")
 @pytest.mark.parametrize(
     ("role", "screen"),
     [("coordinator", "/carte/"), ("admin", "/carte/"), ("planner", "/rapports/")],
@@ -132,13 +135,13 @@ def test_it_sends_each_role_to_its_main_screen_once_it_exists(client, role, scre
     assert response["Location"] == screen
 
 
-@pytest.mark.urls("tests.frontend.urls_with_screens")
 def test_it_sends_a_field_member_to_the_team_screen_once_it_exists(client):
     client.force_login(user_with_role("field", team=TeamFactory()))
 
     assert client.get("/")["Location"] == "/equipe/"
 
 
+@pytest.mark.urls("tests.frontend.urls_without_screens")
 def test_it_keeps_everyone_on_the_home_page_until_the_screens_exist(client):
     client.force_login(user_with_role("coordinator"))
 

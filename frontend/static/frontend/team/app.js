@@ -205,8 +205,8 @@ async function startShift() {
     // The check-in goes first in the outbox: everything after it waits for its server id.
     await store.enqueue({ kind: "checkin", shift: shift.local_id, payload: {} });
     state.shift = shift;
-    enterShift();
     await refreshCounts();
+    enterShift();
     sender.kick();
   } finally {
     button.disabled = false;
