@@ -35,7 +35,8 @@ format:
 	@.venv/bin/ruff check --fix .
 
 bench: setup
-	@$(PY) -m bench.run
+	@$(ENV) redis
+	@$(PY) -m bench.all
 
 demo: setup
 	@$(PY) manage.py demo_load --force

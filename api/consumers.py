@@ -26,7 +26,6 @@ import asyncio
 import json
 import logging
 import re
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -156,81 +155,6 @@ def team_feed_team(user: AnyUser, raw_team: str) -> int:
     return team_id
 
 
-class Relay:
-    """A group's live events for every consumer of this process, received once.
-
-    Channels would give each consumer a channel of its own in the group: an event for 50
-    coordinators is then copied, queued, received and dispatched 50 times in a worker, and
-    crosses Redis 50 times. Instead each process joins a group once, with one channel, and
-    hands every event to its local consumers. Per process and event loop, built on first use:
-    no state that two workers could disagree on (each has its own sockets).
-    """
-
-    _relays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def __init__(self, layer, group: str) -> None:
-        self.layer = layer
-        self.group = group
-        self.members: set[FeedConsumer] = set()
-        self.channel: str | None = None
-        self.joined: asyncio.Future | None = None
-
-    @classmethod
-    def of(cls, layer, group: str) -> Relay:
-        relays = cls._relays.setdefault(asyncio.get_running_loop(), {})
-        relay = relays.get((id(layer), group))
-        if relay is None or relay.layer is not layer:
-            relay = relays[(id(layer), group)] = cls(layer, group)
-        return relay
-
-    async def add(self, consumer: FeedConsumer) -> None:
-        """Returns once events of the group sent from now on reach `consumer`."""
-        self.members.add(consumer)
-        if self.joined is None:
-            self.joined = asyncio.ensure_future(self._join())
-        try:
-            await asyncio.shield(self.joined)
-        except Exception:
-            self.members.discard(consumer)
-            if self.joined.done():
-                self.joined = None  # the next consumer tries again
-            raise
-
-    def discard(self, consumer: FeedConsumer) -> None:
-        self.members.discard(consumer)
-
-    async def _join(self) -> None:
-        self.channel = await self.layer.new_channel()
-        await self.layer.group_add(self.group, self.channel)
-        self._tasks = [asyncio.ensure_future(self._receive()), asyncio.ensure_future(self._renew())]
-
-    async def _receive(self) -> None:
-        while True:
-            try:
-                message = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis away for a moment: clients catch up on reconnect
-                log.exception("websocket: receiving %s failed", self.group)
-                await asyncio.sleep(1)
-                continue
-            if message.get("type") != "event.forward":
-                continue
-            for consumer in list(self.members):
-                try:
-                    await consumer.event_forward(message)
-                except Exception:  # one broken socket never starves the others
-                    log.exception("websocket: forwarding to a client of %s failed", self.group)
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(GROUP_RENEW_S)
-            try:
-                await self.layer.group_add(self.group, self.channel)
-            except Exception:  # the next renewal may work; a reconnect replays anyway
-                log.exception("websocket: could not renew %s", self.group)
-
-
 class FeedConsumer(AsyncJsonWebsocketConsumer):
     """One feed: a group to join and, for a team's feed, the team whose events to replay."""
 
@@ -242,7 +166,7 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
         self.held: list[dict] = []
         self.replayed: set[int] = set()
         self.catch_up_task: asyncio.Task | None = None
-        self.relay: Relay | None = None
+        self.renew_task: asyncio.Task | None = None
         self.gone = False
 
     def authorize(self, user: AnyUser, params: dict[str, list[str]]) -> tuple[str, int | None]:
@@ -265,16 +189,24 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
         except Refused as refusal:
             await self.refuse(refusal)
             return
-        relay = Relay.of(self.channel_layer, self.group)
         try:
             # Joined before the stored events are read: nothing falls between the two.
-            await relay.add(self)
+            await self.channel_layer.group_add(self.group, self.channel_name)
         except Exception:
             log.exception("websocket: could not join %s", self.group)
+            self.group = None
             await self.close(code=CLOSE_SERVER_ERROR)
             return
-        self.relay = relay
         self.catch_up_task = asyncio.create_task(self.catch_up(since))
+        self.renew_task = asyncio.create_task(self.renew())
+
+    async def renew(self) -> None:
+        while True:
+            await asyncio.sleep(GROUP_RENEW_S)
+            try:
+                await self.channel_layer.group_add(self.group, self.channel_name)
+            except Exception:  # the next renewal may work; a reconnect replays anyway
+                log.exception("websocket: could not renew %s", self.group)
 
     async def catch_up(self, since: int | None) -> None:
         """hello, the replay, then the live events held meanwhile. A task of its own, so
@@ -306,8 +238,17 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
                 log.exception("websocket: replay failed for %s", self.group)
                 await self.close(code=CLOSE_SERVER_ERROR)
 
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale database connections before every handler, a round trip to
+        # a thread. Forwarding an event touches no database and is the hot path (every event
+        # × every client): measured, the hop cost a sixth of a worker's CPU at 50 clients.
+        if message["type"] == "event.forward":
+            await self.event_forward(message)
+        else:
+            await super().dispatch(message)
+
     async def event_forward(self, message: dict) -> None:
-        """A live event from realtime.send, handed over by the relay."""
+        """A live event from realtime.send."""
         if self.gone:
             return
         if self.catching_up:
@@ -331,11 +272,11 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.gone = True
-        task = self.catch_up_task
-        if task is not None and not task.done():
-            task.cancel()
-        if self.relay is not None:
-            self.relay.discard(self)
+        for task in (self.catch_up_task, self.renew_task):
+            if task is not None and not task.done():
+                task.cancel()
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
 
 
 class LiveFeedConsumer(FeedConsumer):
