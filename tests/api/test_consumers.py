@@ -279,21 +279,28 @@ async def test_the_feeds_ignore_what_clients_send(coordinator):
     await ws.disconnect()
 
 
-async def test_a_long_lived_connection_renews_its_group_membership(
-    coordinator, monkeypatch, settings
-):
+async def test_each_process_joins_a_group_once_and_renews_it(coordinator, monkeypatch, settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     monkeypatch.setattr(consumers, "GROUP_RENEW_S", 0.05)
-    ws = await connect("/ws/live/", await sync_to_async(token_header)(coordinator))
-    await hello(ws)
-    members = get_channel_layer().groups[realtime.group_coordination()]
-    channel, joined = max(members.items(), key=lambda item: item[1])
+    header = await sync_to_async(token_header)(coordinator)
+    layer = get_channel_layer()
+    group = realtime.group_coordination()
+    clients = [await connect("/ws/live/", header) for _ in range(3)]
+    for ws in clients:
+        await hello(ws)
+    relay = consumers.Relay.of(layer, group)
+    (joined_at,) = layer.groups[group].values()  # one member for the three clients
 
     await asyncio.sleep(0.3)
+    seq = await publish("test", {})
 
-    assert members[channel] > joined
-    await ws.disconnect()
-    assert channel not in members
+    assert (
+        layer.groups[group][relay.channel] > joined_at
+    )  # renewed: a day-old map still gets events
+    for ws in clients:
+        assert (await ws.receive_json_from(timeout=TIMEOUT))["seq"] == seq
+        await ws.disconnect()
+    assert relay.members == set()
 
 
 # --- Delivery and replay, on both channel layers --------------------------------------------

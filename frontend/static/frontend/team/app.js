@@ -317,7 +317,8 @@ async function onPosition(position) {
   const shift = state.shift;
   if (!shift || shift.status !== "open") return;
   const t = new Date(position.timestamp).toISOString();
-  if (t < shift.started_at || (state.lastFix && state.lastFix.t === t)) return;
+  // A fix older than the check-in (the watch may hand back a cached one) would be refused.
+  if (position.timestamp < Date.parse(shift.started_at) || (state.lastFix && state.lastFix.t === t)) return;
   const c = position.coords;
   const fix = {
     shift: shift.local_id,
