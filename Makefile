@@ -18,7 +18,7 @@ run: setup
 	@$(PY) manage.py collectstatic --noinput -v 0
 	@$(PY) manage.py demo_logins
 	@echo "==> Serving on http://$(HOST):$(PORT)/  (Ctrl-C to stop; 'make stop' stops PostgreSQL)"
-	@$(PY) -m uvicorn maraudes.asgi:application --host $(HOST) --port $(PORT) --lifespan off
+	@$(PY) -m uvicorn maraudes.asgi:application --host $(HOST) --port $(PORT) --lifespan off --ws-per-message-deflate false
 
 test: setup
 	@$(ENV) browser

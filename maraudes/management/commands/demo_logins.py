@@ -49,3 +49,6 @@ class Command(BaseCommand):
         out(f"  administration          {base}/admin/")
         out(f"  documentation de l'API  {base}/api/docs/")
         out("")
+        out(self.style.MIGRATE_HEADING("Faire bouger la carte"))
+        out("  dans un autre terminal : .venv/bin/python manage.py simulate --teams 4")
+        out("")
