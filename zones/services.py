@@ -24,9 +24,10 @@ import shapely
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from psycopg.errors import DeadlockDetected
 from shapely.geometry import MultiPolygon
 
 from maraudes import realtime
@@ -53,7 +54,23 @@ class CoverageChange:
 def track_ingest(
     *, shift: Shift, fixes: Sequence[Fix], source: str = PositionSource.API
 ) -> PositionsRecorded:
-    """Store a batch of fixes and bring coverage up to date, in one transaction."""
+    """Store a batch of fixes and bring coverage up to date, in one transaction.
+
+    Rows shared between shifts are locked in zone order, so concurrent batches wait for each
+    other instead of deadlocking; should PostgreSQL still pick a victim, the whole batch is
+    retried (it rolled back whole), unless the caller holds an outer transaction.
+    """
+    attempts = 1 if connection.in_atomic_block else 3
+    for attempt in range(1, attempts + 1):
+        try:
+            return _track_ingest(shift=shift, fixes=fixes, source=source)
+        except OperationalError as exc:
+            if attempt == attempts or not isinstance(exc.__cause__, DeadlockDetected):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _track_ingest(*, shift: Shift, fixes: Sequence[Fix], source: str) -> PositionsRecorded:
     with transaction.atomic():
         recorded = positions_record(shift=shift, fixes=fixes, source=source)
         if recorded.accepted:
@@ -234,6 +251,7 @@ def _zone_days_add(shift_id: int, day: date, piece: MultiPolygon) -> set[tuple[i
             hit AS (
               SELECT z.id AS zone_id, {clipped} AS g
               FROM zones_zone z, p WHERE ST_Intersects(z.geom, p.g)
+              ORDER BY z.id  -- rows locked in one order: concurrent batches cannot deadlock
             )
             INSERT INTO zones_zonedaycoverage
                 (zone_id, day, geom, shift_ids, updated_at)
@@ -300,13 +318,19 @@ def _week_whites_subtract(zone_ids: set[int], day: date, piece: MultiPolygon) ->
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
+            WITH locked AS (
+              -- rows locked in one order: concurrent batches cannot deadlock
+              SELECT id FROM zones_zoneweekwhite
+              WHERE zone_id = ANY(%s) AND last_day = ANY(%s)
+              ORDER BY zone_id, last_day FOR UPDATE
+            )
             UPDATE zones_zoneweekwhite w
             SET geom = {_VALID.format(g=_POLY.format(g="ST_Difference(w.geom, p.g)"))},
                 updated_at = now()
-            FROM (SELECT ST_GeomFromWKB(%s, %s) AS g) p
-            WHERE w.zone_id = ANY(%s) AND w.last_day = ANY(%s) AND ST_Intersects(w.geom, p.g)
+            FROM locked, (SELECT ST_GeomFromWKB(%s, %s) AS g) p
+            WHERE w.id = locked.id AND ST_Intersects(w.geom, p.g)
             """,
-            [shapely.to_wkb(piece), settings.SRID, sorted(zone_ids), ends],
+            [sorted(zone_ids), ends, shapely.to_wkb(piece), settings.SRID],
         )
     _week_whites_fill(zone_ids=sorted(zone_ids), last_days=ends, replace=False)
 
@@ -338,6 +362,7 @@ def _week_whites_fill(
               WHERE c.zone_id = z.id AND c.day BETWEEN d.day - {WEEK_DAYS - 1} AND d.day
             ) u ON true
             WHERE (%(zones)s::bigint[] IS NULL OR z.id = ANY(%(zones)s)) {missing}
+            ORDER BY z.id, d.day
             ON CONFLICT (zone_id, last_day) DO UPDATE
               SET geom = EXCLUDED.geom, updated_at = now()
             """,
