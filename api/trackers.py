@@ -360,3 +360,9 @@ for _name in ("uvicorn.access", "django.server"):
     _logger = logging.getLogger(_name)
     if not any(isinstance(f, RedactTrackerTokens) for f in _logger.filters):
         _logger.addFilter(_REDACT)
+
+
+class TrackerNoSlashApi(TrackerApi):
+    """`/api/v1/track` without the final slash: the same operation, documented once."""
+
+    schema = None

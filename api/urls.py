@@ -36,6 +36,9 @@ urlpatterns = [
     path("live/teams/", map_layers.LiveTeamsApi.as_view(), name="live-teams"),
     # Phones (issue 5): background trackers, their setup card, GPX upload.
     path("track/", trackers.TrackerApi.as_view(), name="track"),
+    # Trackers typed in by hand often lose the final slash, and a POST redirected by
+    # APPEND_SLASH is a failure to them: the same endpoint answers without it.
+    path("track", trackers.TrackerNoSlashApi.as_view(), name="track-no-slash"),
     path("track/setup/", trackers.TrackerSetupApi.as_view(), name="track-setup"),
     path("shifts/<int:shift_id>/gpx/", gpx.ShiftGpxApi.as_view(), name="shift-gpx"),
     # The planner's weekly report (issue 6).

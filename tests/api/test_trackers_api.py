@@ -157,6 +157,16 @@ def test_it_stores_an_osmand_get(client, token, shift):
     assert Position.objects.get(shift=shift).accuracy == 6.0
 
 
+def test_it_answers_without_the_final_slash_too(client, token, shift):
+    millis = int((timezone.now() - timedelta(seconds=30)).timestamp() * 1000)
+    query = f"id={token}&lat=48.853&lon=2.3499&timestamp={millis}&hdop=6.0"
+
+    response = client.post(f"/api/v1/track?{query}")
+
+    assert response.status_code == 200, response.content
+    assert Position.objects.filter(shift=shift).count() == 1
+
+
 def test_it_reads_a_form_body(client, token, shift):
     response = client.post(
         "/api/v1/track/",
