@@ -43,7 +43,6 @@ import math
 import multiprocessing
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+# Shared with the coverage benchmark (which imports no Django at module level either).
+from bench.run import free_port, percentile, server_stop
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "maraudes_fanout"
@@ -83,13 +85,6 @@ WALK_M = 6.0  # metres per fix: 1.2 m/s on foot, every 5 s
 
 def say(message: str) -> None:
     print(f"[fanout {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    rank = max(math.ceil(q / 100 * len(ordered)), 1)
-    return ordered[rank - 1]
 
 
 # --- The database, prepared in subprocesses -------------------------------------------------
@@ -188,12 +183,6 @@ def _world_main(teams: int) -> None:
 # --- Servers --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def redis_ready(url: str) -> None:
     """Start the project-local Redis when it does not answer; flush the bench's database."""
     import redis
@@ -252,15 +241,6 @@ def server_start(
             time.sleep(0.2)
         server_stop(process)
     raise RuntimeError(f"uvicorn did not start:\n{log.read_text()[-3000:]}")
-
-
-def server_stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # --- Teams: a child process, one thread per team --------------------------------------------
