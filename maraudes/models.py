@@ -189,8 +189,14 @@ class PositionSource(models.TextChoices):
 class Position(models.Model):
     """One GPS fix. Unique per (shift, recorded_at): a resend is a duplicate, not a new fix."""
 
+    # No index of its own: position_unique_time (shift, recorded_at) serves lookups by shift,
+    # and every index is one more write per fix.
     shift = models.ForeignKey(
-        Shift, on_delete=models.CASCADE, related_name="positions", verbose_name=_("maraude")
+        Shift,
+        on_delete=models.CASCADE,
+        related_name="positions",
+        verbose_name=_("maraude"),
+        db_index=False,
     )
     recorded_at = models.DateTimeField(_("heure du point"))
     received_at = models.DateTimeField(_("reçu le"), default=timezone.now)

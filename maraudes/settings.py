@@ -96,6 +96,9 @@ LOCAL_PG_PORT = env_int("MARAUDES_PG_PORT", 54329, minimum=1)
 DATABASE_URL = env_str("DATABASE_URL", f"postgis://postgres@127.0.0.1:{LOCAL_PG_PORT}/maraudes")
 _db = dj_database_url.parse(DATABASE_URL, engine="django.contrib.gis.db.backends.postgis")
 _db["ENGINE"] = "django.contrib.gis.db.backends.postgis"
+# No JIT: PostGIS functions carry high planner costs, so short coverage statements cross
+# jit_above_cost and spend tens of milliseconds compiling what runs in one.
+_db.setdefault("OPTIONS", {})["options"] = "-c jit=off"
 # Under ASGI persistent connections are not reused across requests: use psycopg's pool.
 if env_bool("DB_POOL", True):
     _db.setdefault("OPTIONS", {})["pool"] = {
