@@ -37,6 +37,7 @@ from maraudes.models import PositionSource, Shift, Team
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
 from zones.geometry import TrackFix, track_coverage
 from zones.models import WEEK_DAYS, Assignment, Zone, ZoneDayCoverage
+from zones.presence import presence_add, presence_rebuild, presence_replace
 
 # Union/intersection results kept valid without paying for MakeValid when they already are.
 _VALID = "CASE WHEN ST_IsValid({g}) THEN {g} ELSE ST_MakeValid({g}) END"
@@ -125,6 +126,13 @@ def coverage_update(*, shift: Shift, fixes: Sequence[StoredFix]) -> CoverageChan
         if later_count == len(day_fixes) - 1:
             track = ([previous] if previous else []) + [TrackFix(f.t, f.x, f.y) for f in day_fixes]
             piece = _coverage_of(shift, track)
+            presence_add(
+                shift_id=shift.pk,
+                day=day,
+                track=track,
+                max_gap_s=settings.MAX_GAP_S,
+                max_speed=shift.team.max_speed,
+            )
             _piece_insert(shift.pk, day, piece)
             touched = _zone_days_add(shift.pk, day, piece)
             _week_whites_subtract({zone_id for zone_id, _day in touched}, day, piece)
@@ -132,6 +140,21 @@ def coverage_update(*, shift: Shift, fixes: Sequence[StoredFix]) -> CoverageChan
         else:
             change.zone_days |= _shift_day_recompute(shift, day)
             change.recomputed_days.add(day)
+    return change
+
+
+def coverage_update_many(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> CoverageChange:
+    """`coverage_update` for the new fixes of several shifts at once (a shift may appear
+    more than once; its batches in arrival order), then one `coverage_changed` event for all
+    the zone-days touched, sent after commit. Call it inside a transaction."""
+    change = CoverageChange()
+    for shift, fixes in batches:
+        if fixes:
+            one = coverage_update(shift=shift, fixes=fixes)
+            change.zone_days |= one.zone_days
+            change.recomputed_days |= one.recomputed_days
+    if change.zone_days:
+        realtime.coverage_changed(zones=_zone_days_figures(change.zone_days))
     return change
 
 
@@ -185,7 +208,15 @@ def _shift_day_fixes(shift: Shift, day: date) -> list[TrackFix]:
 def _shift_day_recompute(shift: Shift, day: date) -> set[tuple[int, date]]:
     """Replace a shift-day's pieces by one computed from all its raw fixes; re-union the
     zone-days its old or new coverage touches."""
-    piece = _coverage_of(shift, _shift_day_fixes(shift, day))
+    track = _shift_day_fixes(shift, day)
+    piece = _coverage_of(shift, track)
+    presence_replace(
+        shift_id=shift.pk,
+        day=day,
+        track=track,
+        max_gap_s=settings.MAX_GAP_S,
+        max_speed=shift.team.max_speed,
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             """SELECT DISTINCT z.id FROM zones_zone z JOIN zones_coveragepiece p
@@ -416,6 +447,11 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
                 _pieces_insert(batch)
                 batch = []
         _pieces_insert(batch)
+        presence_rebuild(
+            days=days,
+            tracks={key: (track, shifts[key[0]].team.max_speed) for key, track in tracks.items()},
+            max_gap_s=settings.MAX_GAP_S,
+        )
         if days:
             _zone_days_rebuild(days=days)
             last_days = sorted({end for day in days for end in _week_ends(day)})
