@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.run import RESULTS
+from bench.run import DB_NAME, RESULTS, database_url, local_host
 from bench.run import main as coverage_main
 
 
@@ -34,10 +34,9 @@ def run_module(module: str, *args: str) -> dict:
 def main() -> int:
     status = coverage_main(sys.argv[1:])
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    port = os.environ.get("MARAUDES_PG_PORT", "54329")
-    results |= run_module(
-        "bench.report", "--database-url", f"postgis://postgres@127.0.0.1:{port}/maraudes_bench"
-    )
+    port = int(os.environ.get("MARAUDES_PG_PORT", "54329"))
+    url = database_url(host=local_host(port), port=port, name=DB_NAME)
+    results |= run_module("bench.report", "--database-url", url)
     results |= run_module("bench.fanout")
     results |= run_module("bench.tracker")
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

@@ -54,11 +54,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 # Shared with the coverage benchmark (which imports no Django at module level either).
-from bench.run import free_port, percentile, server_stop
+from bench.run import database_create, free_port, local_host, percentile, server_stop
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "maraudes_fanout"
-PG_HOST = "127.0.0.1"
 PG_PORT = int(os.environ.get("MARAUDES_PG_PORT", "54329"))
 REDIS_PORT = int(os.environ.get("MARAUDES_REDIS_PORT", "56379"))
 # A Redis database of its own, flushed before the run.
@@ -88,19 +87,6 @@ def say(message: str) -> None:
 
 
 # --- The database, prepared in subprocesses -------------------------------------------------
-
-
-def database_create(*, host: str = PG_HOST, port: int = PG_PORT, name: str = DB_NAME) -> str:
-    """Drop and create the fan-out database with PostGIS; return its URL."""
-    import psycopg
-
-    with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres") as conn:
-        conn.autocommit = True
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    with psycopg.connect(host=host, port=port, user="postgres", dbname=name) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-    return f"postgis://postgres@{host}:{port}/{name}"
 
 
 def _django_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -505,7 +491,7 @@ def run_fanout(
     duration: float = DURATION_S,
     warmup: float = WARMUP_S,
     layers: Sequence[str] = LAYERS,
-    pg_host: str = PG_HOST,
+    pg_host: str | None = None,
     pg_port: int = PG_PORT,
     db_name: str = DB_NAME,
     ws_deflate: bool = False,
@@ -515,6 +501,7 @@ def run_fanout(
     unknown = set(layers) - set(LAYERS)
     if unknown:
         raise ValueError(f"unknown layers {sorted(unknown)}: choose among {LAYERS}")
+    pg_host = pg_host or local_host(pg_port)
     say(f"database {db_name} on {pg_host}:{pg_port}")
     database_url = database_create(host=pg_host, port=pg_port, name=db_name)
     world = world_prepare(database_url, teams=teams)

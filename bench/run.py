@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from bench.scenario import (
     DEFAULT_FIXES,
@@ -97,6 +98,18 @@ TARGETS = [
 # --- The database ---------------------------------------------------------------------------
 
 
+def local_host(port: int) -> str:
+    """The project-local cluster's socket directory when it is up, else 127.0.0.1
+    (maraudes.env.local_cluster_host: what the app itself uses without DATABASE_URL)."""
+    from maraudes.env import local_cluster_host
+
+    return local_cluster_host(ROOT, port)
+
+
+def database_url(*, host: str, port: int, name: str) -> str:
+    return f"postgis://postgres@{quote(host, safe='')}:{port}/{name}"
+
+
 def database_create(*, host: str, port: int, name: str) -> str:
     """Drop and create the bench database with PostGIS; return its URL."""
     import psycopg
@@ -107,7 +120,7 @@ def database_create(*, host: str, port: int, name: str) -> str:
         conn.execute(f'CREATE DATABASE "{name}"')
     with psycopg.connect(host=host, port=port, user="postgres", dbname=name) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-    return f"postgis://postgres@{host}:{port}/{name}"
+    return database_url(host=host, port=port, name=name)
 
 
 def django_setup(database_url: str) -> None:
@@ -708,12 +721,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--naive-runs", type=int, default=1, help="0 skips the naive baseline (minutes long)"
     )
-    parser.add_argument("--db-host", default="127.0.0.1")
+    parser.add_argument("--db-host", help="default: the local cluster's socket, or 127.0.0.1")
     parser.add_argument(
         "--db-port", type=int, default=int(os.environ.get("MARAUDES_PG_PORT", "54329"))
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    args.db_host = args.db_host or local_host(args.db_port)
 
     say(f"Database {DB_NAME} on {args.db_host}:{args.db_port} (dropped and created)")
     database_url = database_create(host=args.db_host, port=args.db_port, name=DB_NAME)

@@ -111,3 +111,15 @@ def env_bbox(name: str, default: tuple[float, float, float, float]) -> tuple[flo
             f"{name}={value!r}: expected min_lon,min_lat,max_lon,max_lat in WGS84"
         )
     return numbers
+
+
+def local_cluster_host(base_dir: Path, port: int) -> str:
+    """Where to reach the project-local cluster of scripts/env.sh: its socket directory when
+    the cluster is up (a round trip over a Unix socket costs a quarter of one over TCP, and a
+    batch of fixes makes a dozen), else 127.0.0.1. The socket directory sits next to the
+    cluster's data, which .data/pg links to when it lives in /var/lib/maraudes."""
+    pg = base_dir / ".data" / "pg"
+    run = pg.resolve().parent / "run" if pg.is_symlink() else base_dir / ".data" / "run"
+    if (run / f".s.PGSQL.{port}").exists():
+        return str(run)
+    return "127.0.0.1"

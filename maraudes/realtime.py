@@ -9,12 +9,16 @@ functions shared by this module and the consumers.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
 from django.utils import timezone
 
 from maraudes.models import Encounter, Event, Shift
@@ -33,28 +37,106 @@ def group_team(team_id: int) -> str:
     return f"live.team.{team_id}"
 
 
+@dataclass(frozen=True)
+class Draft:
+    """An event to publish: its type, its data, the team it concerns."""
+
+    type: str
+    data: dict
+    team_id: int | None = None
+    to_team: bool = False
+
+
+# One statement stores a whole batch of events and returns their sequence numbers. A position
+# is left out when one was stored for its team less than POSITION_EVERY ago.
+_INSERT_EVENTS = """
+INSERT INTO maraudes_event (created_at, type, team_id, to_team, data)
+SELECT %(now)s, e.type, e.team, e.to_team, e.data
+FROM unnest(%(types)s::text[], %(teams)s::bigint[], %(to_team)s::boolean[], %(data)s::jsonb[])
+     WITH ORDINALITY AS e(type, team, to_team, data, i)
+WHERE e.type <> 'position' OR NOT EXISTS (
+  SELECT 1 FROM maraudes_event r
+  WHERE r.team_id = e.team AND r.type = 'position' AND r.created_at > %(since)s)
+ORDER BY e.i
+RETURNING seq, created_at, type, team_id, to_team, data
+"""
+
+
+def publish_many(drafts: Sequence[Draft]) -> list[Event]:
+    """Store the events now (positions coalesced, the latest per team); send them to their
+    groups once the transaction commits, all in one hop to the channel layer."""
+    latest_position: dict[int | None, int] = {
+        d.team_id: i for i, d in enumerate(drafts) if d.type == "position"
+    }
+    kept = [
+        d for i, d in enumerate(drafts) if d.type != "position" or latest_position[d.team_id] == i
+    ]
+    if not kept:
+        return []
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_EVENTS,
+            {
+                "now": now,
+                "since": now - POSITION_EVERY,
+                "types": [d.type for d in kept],
+                "teams": [d.team_id for d in kept],
+                "to_team": [d.to_team for d in kept],
+                "data": [json.dumps(d.data, cls=DjangoJSONEncoder) for d in kept],
+            },
+        )
+        events = [
+            # Django leaves jsonb undecoded on its connections (JSONField decodes).
+            Event(
+                seq=seq,
+                created_at=at,
+                type=kind,
+                team_id=team,
+                to_team=to_team,
+                data=json.loads(data) if isinstance(data, str) else data,
+            )
+            for seq, at, kind, team, to_team, data in cursor.fetchall()
+        ]
+    if events:
+        transaction.on_commit(lambda: send_all(events))
+    return events
+
+
 def publish(
     event_type: str, data: dict, *, team_id: int | None = None, to_team: bool = False
 ) -> Event:
     """Store the event now; send it to its groups once the transaction commits."""
-    event = Event.objects.create(type=event_type, data=data, team_id=team_id, to_team=to_team)
-    transaction.on_commit(lambda: send(event))
+    (event,) = publish_many([Draft(event_type, data, team_id, to_team)])
     return event
 
 
-def send(event: Event) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    message = {"type": "event.forward", "event": event.as_message()}
+def _groups(event: Event) -> list[str]:
     groups = [group_coordination()]
     if event.to_team and event.team_id:
         groups.append(group_team(event.team_id))
-    for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, message)
-        except Exception:  # the event is stored: clients catch up on reconnect
-            log.exception("could not send event %s to %s", event.seq, group)
+    return groups
+
+
+def send(event: Event) -> None:
+    send_all([event])
+
+
+def send_all(events: Sequence[Event]) -> None:
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
+    async_to_sync(_send_all)(layer, events)
+
+
+async def _send_all(layer, events: Sequence[Event]) -> None:
+    for event in events:
+        message = {"type": "event.forward", "event": event.as_message()}
+        for group in _groups(event):
+            try:
+                await layer.group_send(group, message)
+            except Exception:  # the event is stored: clients catch up on reconnect
+                log.exception("could not send event %s to %s", event.seq, group)
 
 
 def events_since(seq: int, *, team_id: int | None = None, limit: int = 1000) -> list[Event]:
@@ -97,13 +179,7 @@ def _shift_data(shift: Shift) -> dict:
     }
 
 
-def position(*, shift: Shift, t: datetime, lon: float, lat: float, accuracy: float) -> Event | None:
-    """The team's latest fix, unless one was published for the team less than a second ago."""
-    recent = Event.objects.filter(
-        team_id=shift.team_id, type="position", created_at__gt=timezone.now() - POSITION_EVERY
-    )
-    if recent.exists():
-        return None
+def position_draft(*, shift: Shift, t: datetime, lon: float, lat: float, accuracy: float) -> Draft:
     data = {
         "shift": shift.pk,
         "team": shift.team_id,
@@ -112,7 +188,13 @@ def position(*, shift: Shift, t: datetime, lon: float, lat: float, accuracy: flo
         "lat": round(lat, 6),
         "accuracy": round(accuracy, 1),
     }
-    return publish("position", data, team_id=shift.team_id)
+    return Draft("position", data, team_id=shift.team_id)
+
+
+def position(*, shift: Shift, t: datetime, lon: float, lat: float, accuracy: float) -> Event | None:
+    """The team's latest fix, unless one was published for the team less than a second ago."""
+    events = publish_many([position_draft(shift=shift, t=t, lon=lon, lat=lat, accuracy=accuracy)])
+    return events[0] if events else None
 
 
 def encounter_created(encounter: Encounter, *, lon: float, lat: float) -> Event:
@@ -131,9 +213,13 @@ def encounter_created(encounter: Encounter, *, lon: float, lat: float) -> Event:
     return publish("encounter_created", data, team_id=shift.team_id)
 
 
-def coverage_changed(*, zones: list[dict]) -> Event:
+def coverage_changed_draft(*, zones: list[dict]) -> Draft:
     """zones: [{"zone", "code", "kind", "day", "covered_m2"}] for the zone-days that changed."""
-    return publish("coverage_changed", {"zones": zones})
+    return Draft("coverage_changed", {"zones": zones})
+
+
+def coverage_changed(*, zones: list[dict]) -> Event:
+    return publish_many([coverage_changed_draft(zones=zones)])[0]
 
 
 def assignment_changed(*, action: str, assignment_data: dict, team_id: int) -> Event:

@@ -22,6 +22,7 @@ from maraudes.env import (
     env_path,
     env_str,
     env_time,
+    local_cluster_host,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -95,6 +96,8 @@ TEMPLATES = [
 LOCAL_PG_PORT = env_int("MARAUDES_PG_PORT", 54329, minimum=1)
 DATABASE_URL = env_str("DATABASE_URL", f"postgis://postgres@127.0.0.1:{LOCAL_PG_PORT}/maraudes")
 _db = dj_database_url.parse(DATABASE_URL, engine="django.contrib.gis.db.backends.postgis")
+if env_optional("DATABASE_URL") is None:
+    _db["HOST"] = local_cluster_host(BASE_DIR, LOCAL_PG_PORT)
 _db["ENGINE"] = "django.contrib.gis.db.backends.postgis"
 # No JIT: PostGIS functions carry high planner costs, so short coverage statements cross
 # jit_above_cost and spend tens of milliseconds compiling what runs in one.

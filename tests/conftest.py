@@ -58,3 +58,13 @@ def member(team):
     from tests.factories import user_with_role
 
     return user_with_role(Role.FIELD, team=team)
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list:
+    """Events handed to the channel layer (maraudes.realtime.send_all), in order."""
+    from maraudes import realtime
+
+    out: list = []
+    monkeypatch.setattr(realtime, "send_all", out.extend)
+    return out

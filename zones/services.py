@@ -15,11 +15,14 @@ their pieces. Both paths give the same coverage as `coverage_rebuild`.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+import psycopg
 import shapely
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -35,7 +38,7 @@ from maraudes.days import service_day, service_day_bounds, service_day_sql
 from maraudes.fixes import Fix
 from maraudes.models import PositionSource, Shift, Team
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
-from zones.geometry import TrackFix, track_coverage
+from zones.geometry import TrackFix, as_multipolygon, track_coverage
 from zones.models import WEEK_DAYS, Assignment, Zone, ZoneDayCoverage
 from zones.presence import presence_add, presence_rebuild, presence_replace
 
@@ -50,6 +53,11 @@ class CoverageChange:
 
     zone_days: set[tuple[int, date]] = field(default_factory=set)
     recomputed_days: set[date] = field(default_factory=set)
+    # What live maps are told about each zone-day (zones.services._figure).
+    known_figures: dict[tuple[int, date], dict] = field(default_factory=dict)
+
+    def figures(self) -> list[dict]:
+        return [self.known_figures[key] for key in sorted(self.known_figures)]
 
 
 def track_ingest(
@@ -80,16 +88,22 @@ def _track_ingest(*, shift: Shift, fixes: Sequence[Fix], source: str) -> Positio
             # Compare instants, not datetimes: an ambiguous local time (the October clock
             # change) never equals a UTC datetime (PEP 495).
             sent = next(f for f in fixes if f.t.timestamp() == latest.t.timestamp())
-            realtime.position(
-                shift=shift, t=sent.t, lon=sent.lon, lat=sent.lat, accuracy=sent.accuracy
-            )
+            drafts = [
+                realtime.position_draft(
+                    shift=shift, t=sent.t, lon=sent.lon, lat=sent.lat, accuracy=sent.accuracy
+                )
+            ]
             if change.zone_days:
-                realtime.coverage_changed(zones=_zone_days_figures(change.zone_days))
+                drafts.append(realtime.coverage_changed_draft(zones=change.figures()))
+            realtime.publish_many(drafts)
     return recorded
 
 
-def _zone_days_figures(zone_days: set[tuple[int, date]]) -> list[dict]:
-    """The covered area of each changed zone-day (0 when nothing is left), for live maps."""
+def _zone_days_figures(zone_days: Iterable[tuple[int, date]]) -> dict[tuple[int, date], dict]:
+    """The covered area of zone-days (0 when nothing is left), for live maps."""
+    zone_days = set(zone_days)
+    if not zone_days:
+        return {}
     zone_ids = sorted({zone_id for zone_id, _day in zone_days})
     days = sorted({day for _zone_id, day in zone_days})
     covered = {
@@ -98,64 +112,191 @@ def _zone_days_figures(zone_days: set[tuple[int, date]]) -> list[dict]:
             "zone_id", "day", "covered_m2"
         )
     }
-    zones = Zone.objects.in_bulk(zone_ids)
-    return [
-        {
-            "zone": zone_id,
-            "code": zones[zone_id].code,
-            "kind": zones[zone_id].kind,
-            "day": day.isoformat(),
-            "covered_m2": round(covered.get((zone_id, day), 0.0), 1),
-            "area_m2": round(zones[zone_id].area_m2, 1),
-        }
-        for zone_id, day in sorted(zone_days)
+    zones = {
+        row["id"]: row
+        for row in Zone.objects.filter(id__in=zone_ids).values("id", "code", "kind", "area_m2")
+    }
+    return {
+        (zone_id, day): _figure(zone_id, day, zones[zone_id], covered.get((zone_id, day), 0.0))
+        for zone_id, day in zone_days
         if zone_id in zones
-    ]
+    }
+
+
+def _figure(zone_id: int, day: date, zone: dict, covered_m2: float) -> dict:
+    return {
+        "zone": zone_id,
+        "code": zone["code"],
+        "kind": zone["kind"],
+        "day": day.isoformat(),
+        "covered_m2": round(covered_m2, 1),
+        "area_m2": round(zone["area_m2"], 1),
+    }
 
 
 def coverage_update(*, shift: Shift, fixes: Sequence[StoredFix]) -> CoverageChange:
     """Bring coverage up to date after `fixes` (new, stored) arrived for `shift`."""
-    change = CoverageChange()
-    kept = [f for f in fixes if f.accuracy <= settings.MAX_ACCURACY_M]
-    by_day: dict[date, list[StoredFix]] = defaultdict(list)
-    for fix in kept:
-        by_day[service_day(fix.t)].append(fix)
-    for day, day_fixes in sorted(by_day.items()):
-        day_fixes.sort(key=lambda f: f.t)
-        previous, later_count = _neighbours(shift, day, day_fixes)
-        if later_count == len(day_fixes) - 1:
-            track = ([previous] if previous else []) + [TrackFix(f.t, f.x, f.y) for f in day_fixes]
-            piece = _coverage_of(shift, track)
-            presence_add(
-                shift_id=shift.pk,
-                day=day,
-                track=track,
-                max_gap_s=settings.MAX_GAP_S,
-                max_speed=shift.team.max_speed,
-            )
-            _piece_insert(shift.pk, day, piece)
-            touched = _zone_days_add(shift.pk, day, piece)
-            _week_whites_subtract({zone_id for zone_id, _day in touched}, day, piece)
-            change.zone_days |= touched
-        else:
-            change.zone_days |= _shift_day_recompute(shift, day)
-            change.recomputed_days.add(day)
-    return change
+    return _coverage_update([(shift, fixes)])
 
 
 def coverage_update_many(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> CoverageChange:
     """`coverage_update` for the new fixes of several shifts at once (a shift may appear
-    more than once; its batches in arrival order), then one `coverage_changed` event for all
-    the zone-days touched, sent after commit. Call it inside a transaction."""
-    change = CoverageChange()
-    for shift, fixes in batches:
-        if fixes:
-            one = coverage_update(shift=shift, fixes=fixes)
-            change.zone_days |= one.zone_days
-            change.recomputed_days |= one.recomputed_days
+    more than once), in a fixed number of statements for the common case, then one
+    `coverage_changed` event for all the zone-days touched, sent after commit. Call it
+    inside a transaction."""
+    change = _coverage_update(batches)
     if change.zone_days:
-        realtime.coverage_changed(zones=_zone_days_figures(change.zone_days))
+        realtime.coverage_changed(zones=change.figures())
     return change
+
+
+@dataclass
+class _ShiftDay:
+    shift: Shift
+    day: date
+    fixes: list[StoredFix]  # new kept fixes, in time order
+    previous: TrackFix | None = None  # the kept fix stored just before them that day
+    later: int = 0  # stored kept fixes that day after the first new one
+
+
+def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> CoverageChange:
+    change = CoverageChange()
+    groups: dict[tuple[int, date], _ShiftDay] = {}
+    for shift, fixes in batches:
+        for fix in fixes:
+            if fix.accuracy > settings.MAX_ACCURACY_M:
+                continue
+            day = service_day(fix.t)
+            group = groups.get((shift.pk, day))
+            if group is None:
+                group = groups[(shift.pk, day)] = _ShiftDay(shift, day, [])
+            group.fixes.append(fix)
+    if not groups:
+        return change
+    ordered = [groups[key] for key in sorted(groups)]
+    for group in ordered:
+        group.fixes.sort(key=lambda f: f.t)
+    _lock_shifts(sorted({group.shift.pk for group in ordered}))
+    _neighbours(ordered)
+    appended: list[tuple[_ShiftDay, MultiPolygon]] = []
+    for group in ordered:
+        shift, day = group.shift, group.day
+        if group.later != len(group.fixes) - 1:
+            # A fix landed before a stored one: the shift-day is recomputed whole.
+            change.zone_days |= _shift_day_recompute(shift, day)
+            change.recomputed_days.add(day)
+            continue
+        track = ([group.previous] if group.previous else []) + [
+            TrackFix(f.t, f.x, f.y) for f in group.fixes
+        ]
+        presence_add(
+            shift_id=shift.pk,
+            day=day,
+            track=track,
+            max_gap_s=settings.MAX_GAP_S,
+            max_speed=shift.team.max_speed,
+        )
+        piece = _coverage_of(shift, track)
+        if not piece.is_empty:
+            appended.append((group, piece))
+    known = _pieces_add([(g.shift.pk, g.day, piece) for g, piece in appended])
+    change.zone_days |= set(known)
+    change.known_figures.update(known)
+    missing = change.zone_days - set(known)
+    change.known_figures.update(_zone_days_figures(missing))
+    return change
+
+
+# Advisory locks (transaction-scoped) that serialise coverage writers: per shift, so that a
+# batch's neighbours are read after any concurrent batch of the same shift has committed (the
+# segment between their fixes is then drawn by one of them); per zone, so that the weekly
+# white rows a batch fills from the zone-days include every piece committed before (without
+# it, two batches that each start a zone-day could each miss the other's piece). Keys are
+# taken in ascending order, so writers wait for each other and never deadlock.
+_LOCK_SHIFT = 1 << 48
+_LOCK_ZONE = 2 << 48
+
+
+def _lock_shifts(shift_ids: Sequence[int]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s + s)) FROM unnest(%s::bigint[]) AS s",
+            [_LOCK_SHIFT, list(shift_ids)],
+        )
+
+
+def _lock_zones(
+    geoms: Sequence[MultiPolygon], *, shift_day: tuple[int, date] | None = None
+) -> None:
+    """Lock the zones whose box meets the box of one of `geoms` (and of a stored piece of
+    `shift_day`). One statement: its snapshot is taken before it waits, so the statements
+    after it see whatever the writers it waited for committed."""
+    boxes = [g.bounds for g in geoms if not g.is_empty]
+    pieces = (
+        """UNION SELECT z.id FROM zones_coveragepiece p JOIN zones_zone z ON z.geom && p.geom
+           WHERE p.shift_id = %(shift)s AND p.day = %(day)s"""
+        if shift_day
+        else ""
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT count(pg_advisory_xact_lock(%(key)s + q.id)) FROM (
+              SELECT z.id FROM zones_zone z
+              JOIN unnest(%(x0)s::float8[], %(y0)s::float8[], %(x1)s::float8[],
+                          %(y1)s::float8[]) AS b(x0, y0, x1, y1)
+                ON z.geom && ST_MakeEnvelope(b.x0, b.y0, b.x1, b.y1, %(srid)s)
+              {pieces}
+              ORDER BY 1
+            ) q
+            """,
+            {
+                "key": _LOCK_ZONE,
+                "x0": [b[0] for b in boxes],
+                "y0": [b[1] for b in boxes],
+                "x1": [b[2] for b in boxes],
+                "y1": [b[3] for b in boxes],
+                "srid": settings.SRID,
+                "shift": shift_day[0] if shift_day else None,
+                "day": shift_day[1] if shift_day else None,
+            },
+        )
+
+
+def _neighbours(groups: Sequence[_ShiftDay]) -> None:
+    """For each new shift-day batch: the kept fix stored just before it that day, and how
+    many kept fixes that day follow its first one (its own included). One statement."""
+    bounds = [service_day_bounds(g.day) for g in groups]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT b.i,
+              (SELECT count(*) FROM maraudes_position p
+                 WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
+                   AND p.recorded_at > b.first AND p.recorded_at < b.stop),
+              prev.recorded_at, ST_X(prev.point), ST_Y(prev.point)
+            FROM unnest(%(shifts)s::bigint[], %(starts)s::timestamptz[],
+                        %(stops)s::timestamptz[], %(firsts)s::timestamptz[])
+                 WITH ORDINALITY AS b(shift, start, stop, first, i)
+            LEFT JOIN LATERAL (
+              SELECT p.recorded_at, p.point FROM maraudes_position p
+              WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
+                AND p.recorded_at >= b.start AND p.recorded_at < b.first
+              ORDER BY p.recorded_at DESC LIMIT 1
+            ) prev ON true
+            """,
+            {
+                "max_accuracy": settings.MAX_ACCURACY_M,
+                "shifts": [g.shift.pk for g in groups],
+                "starts": [start for start, _stop in bounds],
+                "stops": [stop for _start, stop in bounds],
+                "firsts": [g.fixes[0].t for g in groups],
+            },
+        )
+        for i, later, t, x, y in cursor.fetchall():
+            group = groups[i - 1]
+            group.later = later
+            group.previous = TrackFix(t, x, y) if t is not None else None
 
 
 def _coverage_of(shift: Shift, track: Sequence[TrackFix]) -> MultiPolygon:
@@ -167,31 +308,6 @@ def _coverage_of(shift: Shift, track: Sequence[TrackFix]) -> MultiPolygon:
 
 def _kept_filter() -> str:
     return "shift_id = %s AND accuracy <= %s AND recorded_at >= %s AND recorded_at < %s"
-
-
-def _neighbours(shift: Shift, day: date, new: Sequence[StoredFix]) -> tuple[TrackFix | None, int]:
-    """The kept fix just before the batch that day, and how many kept fixes follow its start."""
-    start, end = service_day_bounds(day)
-    first = new[0].t
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT
-              (SELECT count(*) FROM maraudes_position
-                 WHERE {_kept_filter()} AND recorded_at > %s),
-              prev.recorded_at, ST_X(prev.point), ST_Y(prev.point)
-            FROM (SELECT 1) one
-            LEFT JOIN LATERAL (
-              SELECT recorded_at, point FROM maraudes_position
-              WHERE {_kept_filter()} AND recorded_at < %s
-              ORDER BY recorded_at DESC LIMIT 1
-            ) prev ON true
-            """,
-            [shift.pk, settings.MAX_ACCURACY_M, start, end, first] * 2,
-        )
-        later, t, x, y = cursor.fetchone()
-    previous = TrackFix(t, x, y) if t is not None else None
-    return previous, later
 
 
 def _shift_day_fixes(shift: Shift, day: date) -> list[TrackFix]:
@@ -210,6 +326,7 @@ def _shift_day_recompute(shift: Shift, day: date) -> set[tuple[int, date]]:
     zone-days its old or new coverage touches."""
     track = _shift_day_fixes(shift, day)
     piece = _coverage_of(shift, track)
+    _lock_zones([piece], shift_day=(shift.pk, day))
     presence_replace(
         shift_id=shift.pk,
         day=day,
@@ -269,36 +386,100 @@ def _zones_touching(piece: MultiPolygon) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _zone_days_add(shift_id: int, day: date, piece: MultiPolygon) -> set[tuple[int, date]]:
-    """Union a piece into the zone-days it touches (the append path)."""
-    if piece.is_empty:
-        return set()
-    clipped = _POLY.format(g="ST_Intersection(z.geom, p.g)")
+def _pieces_add(
+    pieces: Sequence[tuple[int, date, MultiPolygon]],
+) -> dict[tuple[int, date], dict]:
+    """The append path, in one statement whatever the number of pieces: store the pieces,
+    union them into the zone-days they touch, and take them out of the weekly white parts
+    holding their day; then fill the weekly rows still missing for zone-days that are new.
+    Returns the figures of the zone-days touched (zones.services._figure).
+
+    Pieces of one zone-day are unioned together first (an upsert touches a row once), and a
+    weekly row takes one difference with the union of its pieces. Rows are locked in zone
+    order (zone-days, then weekly rows), so concurrent batches wait instead of deadlocking.
+    """
+    if not pieces:
+        return {}
+    _lock_zones([g for _shift_id, _day, g in pieces])
+    one_or_union = "CASE WHEN count(*) = 1 THEN (array_agg({g}))[1] ELSE ST_Union({g}) END"
     merged = _POLY.format(g="ST_Union(zones_zonedaycoverage.geom, EXCLUDED.geom)")
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
             f"""
-            WITH p AS (SELECT ST_GeomFromWKB(%s, %s) AS g),
-            hit AS (
-              SELECT z.id AS zone_id, {clipped} AS g
-              FROM zones_zone z, p WHERE ST_Intersects(z.geom, p.g)
-              ORDER BY z.id  -- rows locked in one order: concurrent batches cannot deadlock
+            WITH p AS (
+              SELECT i, s AS shift_id, d AS day, ST_GeomFromWKB(g, %(srid)s) AS g
+              FROM unnest(%(shifts)s::bigint[], %(days)s::date[], %(wkbs)s::bytea[])
+                   WITH ORDINALITY AS u(s, d, g, i)
+            ), piece AS (
+              INSERT INTO zones_coveragepiece (shift_id, day, geom, created_at)
+              SELECT shift_id, day, g, now() FROM p
+            ), clip AS MATERIALIZED (
+              SELECT z.id AS zone_id, p.i, p.day, p.shift_id,
+                     {_POLY.format(g="ST_Intersection(z.geom, p.g)")} AS g
+              FROM p JOIN zones_zone z ON ST_Intersects(z.geom, p.g)
+            ), hit AS (
+              SELECT zone_id, day, {_POLY.format(g=one_or_union.format(g="g"))} AS g,
+                     array_agg(DISTINCT shift_id) AS shifts
+              FROM clip WHERE NOT ST_IsEmpty(g)
+              GROUP BY zone_id, day
+              ORDER BY zone_id, day
+            ), day_rows AS (
+              INSERT INTO zones_zonedaycoverage (zone_id, day, geom, shift_ids, updated_at)
+              SELECT zone_id, day, g, shifts, now() FROM hit
+              ON CONFLICT (zone_id, day) DO UPDATE SET
+                geom = {_VALID.format(g=merged)},
+                shift_ids = zones_zonedaycoverage.shift_ids || ARRAY(
+                  SELECT s FROM unnest(EXCLUDED.shift_ids) s
+                  WHERE s <> ALL(zones_zonedaycoverage.shift_ids)),
+                updated_at = now()
+              RETURNING zone_id, day, covered_m2, xmax = 0 AS inserted
+            ), week_pieces AS (
+              -- whole pieces, not their clipped parts: a clipped part shares the zone's
+              -- border with the white part, and GEOS predicates fail on such near-coincident
+              -- edges ("side location conflict")
+              SELECT w.id, {one_or_union.format(g="p.g")} AS g
+              FROM zones_zoneweekwhite w
+              JOIN clip c ON c.zone_id = w.zone_id
+                AND w.last_day BETWEEN c.day AND c.day + {WEEK_DAYS - 1}
+              JOIN p ON p.i = c.i
+              WHERE NOT ST_IsEmpty(c.g)
+              GROUP BY w.id, w.zone_id, w.last_day
+              ORDER BY w.zone_id, w.last_day
+            ), week_rows AS (
+              UPDATE zones_zoneweekwhite w
+              SET geom = {_POLY.format(g="ST_Difference(w.geom, wp.g)")}, updated_at = now()
+              FROM week_pieces wp
+              WHERE w.id = wp.id AND ST_Intersects(w.geom, wp.g)
             )
-            INSERT INTO zones_zonedaycoverage
-                (zone_id, day, geom, shift_ids, updated_at)
-            SELECT zone_id, %s, g, ARRAY[%s]::bigint[], now()
-            FROM hit WHERE NOT ST_IsEmpty(g)
-            ON CONFLICT (zone_id, day) DO UPDATE SET
-              geom = {_VALID.format(g=merged)},
-              shift_ids = CASE WHEN %s = ANY(zones_zonedaycoverage.shift_ids)
-                               THEN zones_zonedaycoverage.shift_ids
-                               ELSE zones_zonedaycoverage.shift_ids || EXCLUDED.shift_ids END,
-              updated_at = now()
-            RETURNING zone_id
+            SELECT r.zone_id, r.day, r.covered_m2, r.inserted, z.code, z.kind, z.area_m2
+            FROM day_rows r JOIN zones_zone z ON z.id = r.zone_id
             """,
-            [shapely.to_wkb(piece), settings.SRID, day, shift_id, shift_id],
+            {
+                "srid": settings.SRID,
+                "shifts": [shift_id for shift_id, _day, _g in pieces],
+                "days": [day for _shift_id, day, _g in pieces],
+                "wkbs": [shapely.to_wkb(g) for _shift_id, _day, g in pieces],
+            },
+            prepare=True,
         )
-        return {(row[0], day) for row in cursor.fetchall()}
+        rows = cursor.fetchall()
+    figures = {}
+    new_zone_days: list[tuple[int, date]] = []
+    for zone_id, day, covered_m2, inserted, code, kind, area_m2 in rows:
+        zone = {"code": code, "kind": kind, "area_m2": area_m2}
+        figures[(zone_id, day)] = _figure(zone_id, day, zone, covered_m2)
+        if inserted:
+            new_zone_days.append((zone_id, day))
+    if new_zone_days:
+        # A zone-day that is new may be the first coverage of its zone in some of the weeks
+        # holding it: those weekly rows do not exist yet.
+        _week_whites_fill(
+            zone_ids=sorted({zone_id for zone_id, _day in new_zone_days}),
+            last_days=sorted({end for _zone, day in new_zone_days for end in _week_ends(day)}),
+            replace=False,
+        )
+    return figures
 
 
 def _zone_days_rebuild(*, days: Iterable[date], zone_ids: Sequence[int] | None = None) -> None:
@@ -340,32 +521,6 @@ def _week_ends(day: date) -> list[date]:
     return [day + timedelta(days=n) for n in range(WEEK_DAYS)]
 
 
-def _week_whites_subtract(zone_ids: set[int], day: date, piece: MultiPolygon) -> None:
-    """A new piece of coverage on `day`: take it out of the weekly white parts holding that
-    day (existing rows), and fill the rows still missing from the zone-days."""
-    if not zone_ids or piece.is_empty:
-        return
-    ends = _week_ends(day)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH locked AS (
-              -- rows locked in one order: concurrent batches cannot deadlock
-              SELECT id FROM zones_zoneweekwhite
-              WHERE zone_id = ANY(%s) AND last_day = ANY(%s)
-              ORDER BY zone_id, last_day FOR UPDATE
-            )
-            UPDATE zones_zoneweekwhite w
-            SET geom = {_VALID.format(g=_POLY.format(g="ST_Difference(w.geom, p.g)"))},
-                updated_at = now()
-            FROM locked, (SELECT ST_GeomFromWKB(%s, %s) AS g) p
-            WHERE w.id = locked.id AND ST_Intersects(w.geom, p.g)
-            """,
-            [sorted(zone_ids), ends, shapely.to_wkb(piece), settings.SRID],
-        )
-    _week_whites_fill(zone_ids=sorted(zone_ids), last_days=ends, replace=False)
-
-
 def _week_whites_fill(
     *, zone_ids: Sequence[int] | None, last_days: Sequence[date], replace: bool
 ) -> None:
@@ -399,6 +554,65 @@ def _week_whites_fill(
             """,
             {"days": list(last_days), "zones": list(zone_ids) if zone_ids is not None else None},
         )
+
+
+# Threads buffering shift-days in coverage_rebuild: one per core, two at least (the database
+# works on the inserts meanwhile).
+REBUILD_THREADS = max(2, os.cpu_count() or 1)
+
+
+def _week_whites_recompute(last_days: Sequence[date]) -> None:
+    """The weekly white rows of every zone for `last_days`, from the zone-days: the same as
+    `_week_whites_fill(replace=True)`, computed with shapely in threads (one zone per task)
+    instead of in one PostgreSQL backend, which is most of a rebuild otherwise."""
+    first = min(last_days) - timedelta(days=WEEK_DAYS - 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, ST_AsBinary(geom) FROM zones_zone ORDER BY id")
+        zones = [(zone_id, bytes(wkb)) for zone_id, wkb in cursor.fetchall()]
+        cursor.execute(
+            """SELECT zone_id, day, ST_AsBinary(geom) FROM zones_zonedaycoverage
+               WHERE day BETWEEN %s AND %s""",
+            [first, max(last_days)],
+        )
+        covered: dict[int, dict[date, bytes]] = defaultdict(dict)
+        for zone_id, day, wkb in cursor.fetchall():
+            covered[zone_id][day] = bytes(wkb)
+
+    def whites(zone: tuple[int, bytes]) -> list[tuple[int, date, bytes]]:
+        zone_id, wkb = zone
+        geom = shapely.from_wkb(wkb)
+        days = {day: shapely.from_wkb(g) for day, g in covered.get(zone_id, {}).items()}
+        rows = []
+        for last in last_days:
+            parts = [
+                days[day] for n in range(WEEK_DAYS) if (day := last - timedelta(days=n)) in days
+            ]
+            white = as_multipolygon(
+                shapely.difference(geom, shapely.union_all(parts)) if parts else geom
+            )
+            rows.append((zone_id, last, shapely.to_wkb(white)))
+        return rows
+
+    with ThreadPoolExecutor(max_workers=REBUILD_THREADS) as pool:
+        rows = [row for zone_rows in pool.map(whites, zones) for row in zone_rows]
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            cursor.execute(
+                """
+                INSERT INTO zones_zoneweekwhite (zone_id, last_day, geom, updated_at)
+                SELECT z, d, ST_GeomFromWKB(g, %s), now()
+                FROM unnest(%s::bigint[], %s::date[], %s::bytea[]) AS r(z, d, g)
+                ON CONFLICT (zone_id, last_day) DO UPDATE
+                  SET geom = EXCLUDED.geom, updated_at = now()
+                """,
+                [
+                    settings.SRID,
+                    [r[0] for r in chunk],
+                    [r[1] for r in chunk],
+                    [r[2] for r in chunk],
+                ],
+            )
 
 
 @dataclass
@@ -438,14 +652,20 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
         days = sorted({key[1] for key in tracks})
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM zones_coveragepiece WHERE day = ANY(%s)", [days])
-        batch: list[tuple[int, date, MultiPolygon]] = []
-        for (shift_id, day), track in tracks.items():
-            piece = _coverage_of(shifts[shift_id], track)
-            if not piece.is_empty:
-                batch.append((shift_id, day, piece))
-            if len(batch) >= 200:
-                _pieces_insert(batch)
-                batch = []
+        # Buffering is most of a rebuild, and shapely releases the GIL while it buffers and
+        # unions: the shift-days are shared among threads (pure geometry, no database).
+        keys = list(tracks)
+        with ThreadPoolExecutor(max_workers=REBUILD_THREADS) as pool:
+            pieces = pool.map(
+                lambda key: _coverage_of(shifts[key[0]], tracks[key]), keys, chunksize=8
+            )
+            batch: list[tuple[int, date, MultiPolygon]] = []
+            for (shift_id, day), piece in zip(keys, pieces, strict=True):
+                if not piece.is_empty:
+                    batch.append((shift_id, day, piece))
+                if len(batch) >= 200:
+                    _pieces_insert(batch)
+                    batch = []
         _pieces_insert(batch)
         presence_rebuild(
             days=days,
@@ -455,7 +675,7 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
         if days:
             _zone_days_rebuild(days=days)
             last_days = sorted({end for day in days for end in _week_ends(day)})
-            _week_whites_fill(zone_ids=None, last_days=last_days, replace=True)
+            _week_whites_recompute(last_days)
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM zones_zonedaycoverage WHERE day = ANY(%s)", [days])
             (zone_days,) = cursor.fetchone()

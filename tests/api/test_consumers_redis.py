@@ -52,7 +52,8 @@ def worker_database_url() -> str:
     credentials = quote(db["USER"] or "postgres", safe="")
     if db.get("PASSWORD"):
         credentials += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgis://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT']}/{db['NAME']}"
+    host = quote(db["HOST"] or "127.0.0.1", safe="")  # a socket directory is a path
+    return f"postgis://{credentials}@{host}:{db['PORT']}/{db['NAME']}"
 
 
 def free_port() -> int:

@@ -20,14 +20,6 @@ from zones.services import track_ingest
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    """Events handed to the channel layer, in order."""
-    out: list[Event] = []
-    monkeypatch.setattr(realtime, "send", out.append)
-    return out
-
-
 def test_shift_start_is_sent_only_after_commit(sent, django_capture_on_commit_callbacks):
     team = TeamFactory()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:

@@ -11,7 +11,6 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from maraudes import realtime
 from maraudes.days import service_day
 from maraudes.fixes import Fix
 from maraudes.models import Event, TeamMode
@@ -28,14 +27,6 @@ from zones.selectors import (
 from zones.services import assignment_create, assignment_data, assignment_delete, track_ingest
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Events handed to the channel layer, in order."""
-    out: list[Event] = []
-    monkeypatch.setattr(realtime, "send", out.append)
-    return out
 
 
 @pytest.fixture
