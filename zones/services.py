@@ -401,7 +401,9 @@ def _pieces_add(
     if not pieces:
         return {}
     _lock_zones([g for _shift_id, _day, g in pieces])
-    one_or_union = "CASE WHEN count(*) = 1 THEN (array_agg({g}))[1] ELSE ST_Union({g}) END"
+    # A group of one geometry is that geometry: ST_Union would still re-node it (an aggregate
+    # in a CASE is computed whatever the branch, hence the array).
+    one_or_union = "CASE WHEN cardinality({a}) = 1 THEN {a}[1] ELSE ST_Union({a}) END"
     merged = _POLY.format(g="ST_Union(zones_zonedaycoverage.geom, EXCLUDED.geom)")
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
@@ -415,14 +417,24 @@ def _pieces_add(
               INSERT INTO zones_coveragepiece (shift_id, day, geom, created_at)
               SELECT shift_id, day, g, now() FROM p
             ), clip AS MATERIALIZED (
-              SELECT z.id AS zone_id, p.i, p.day, p.shift_id,
-                     {_POLY.format(g="ST_Intersection(z.geom, p.g)")} AS g
+              -- g: the piece's part in the zone, for the zone-day; near: the piece cut to the
+              -- zone's box grown by a metre, for the weekly white part. Not g: it shares the
+              -- zone's border with the white part, and GEOS predicates fail on such
+              -- near-coincident edges ("side location conflict"); not the whole piece: a
+              -- night's piece spans dozens of zones, and every difference would pay for it.
+              SELECT z.id AS zone_id, p.day, p.shift_id,
+                     {_POLY.format(g="ST_Intersection(z.geom, p.g)")} AS g,
+                     CASE WHEN p.g @ ST_Expand(z.geom, 1) THEN p.g
+                          ELSE {_POLY.format(g="ST_Intersection(p.g, ST_Expand(ST_Envelope(z.geom), 1))")}
+                     END AS near
               FROM p JOIN zones_zone z ON ST_Intersects(z.geom, p.g)
             ), hit AS (
-              SELECT zone_id, day, {_POLY.format(g=one_or_union.format(g="g"))} AS g,
-                     array_agg(DISTINCT shift_id) AS shifts
-              FROM clip WHERE NOT ST_IsEmpty(g)
-              GROUP BY zone_id, day
+              SELECT zone_id, day, {_POLY.format(g=one_or_union.format(a="gs"))} AS g, shifts
+              FROM (
+                SELECT zone_id, day, array_agg(g) AS gs, array_agg(DISTINCT shift_id) AS shifts
+                FROM clip WHERE NOT ST_IsEmpty(g)
+                GROUP BY zone_id, day
+              ) grouped
               ORDER BY zone_id, day
             ), day_rows AS (
               INSERT INTO zones_zonedaycoverage (zone_id, day, geom, shift_ids, updated_at)
@@ -435,17 +447,16 @@ def _pieces_add(
                 updated_at = now()
               RETURNING zone_id, day, covered_m2, xmax = 0 AS inserted
             ), week_pieces AS (
-              -- whole pieces, not their clipped parts: a clipped part shares the zone's
-              -- border with the white part, and GEOS predicates fail on such near-coincident
-              -- edges ("side location conflict")
-              SELECT w.id, {one_or_union.format(g="p.g")} AS g
-              FROM zones_zoneweekwhite w
-              JOIN clip c ON c.zone_id = w.zone_id
-                AND w.last_day BETWEEN c.day AND c.day + {WEEK_DAYS - 1}
-              JOIN p ON p.i = c.i
-              WHERE NOT ST_IsEmpty(c.g)
-              GROUP BY w.id, w.zone_id, w.last_day
-              ORDER BY w.zone_id, w.last_day
+              SELECT id, {one_or_union.format(a="gs")} AS g
+              FROM (
+                SELECT w.id, w.zone_id, w.last_day, array_agg(c.near) AS gs
+                FROM zones_zoneweekwhite w
+                JOIN clip c ON c.zone_id = w.zone_id
+                  AND w.last_day BETWEEN c.day AND c.day + {WEEK_DAYS - 1}
+                WHERE NOT ST_IsEmpty(c.g) AND NOT ST_IsEmpty(c.near)
+                GROUP BY w.id, w.zone_id, w.last_day
+              ) grouped
+              ORDER BY zone_id, last_day
             ), week_rows AS (
               UPDATE zones_zoneweekwhite w
               SET geom = {_POLY.format(g="ST_Difference(w.geom, wp.g)")}, updated_at = now()
