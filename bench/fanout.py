@@ -54,7 +54,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 # Shared with the coverage benchmark (which imports no Django at module level either).
-from bench.run import database_create, free_port, local_host, percentile, server_stop
+from bench.run import database_create, local_host, percentile
+from bench.server import Server, django_env, uvicorn_start
 
 ROOT = Path(__file__).resolve().parents[1]
 DB_NAME = "maraudes_fanout"
@@ -90,14 +91,7 @@ def say(message: str) -> None:
 
 
 def _django_env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "maraudes.settings",
-        "DATABASE_URL": database_url,
-        "DEBUG": "false",
-        "SECRET_KEY": SECRET_KEY,
-        "LOG_LEVEL": "WARNING",
-    }
+    env = django_env(database_url, DEBUG="false", SECRET_KEY=SECRET_KEY)
     env.pop("REDIS_URL", None)  # the in-memory layer unless the caller says otherwise
     env.update(extra)
     return env
@@ -184,49 +178,12 @@ def redis_ready(url: str) -> None:
 
 def server_start(
     database_url: str, *, redis_url: str | None, log: Path, ws_deflate: bool = False
-) -> tuple[subprocess.Popen, int]:
+) -> Server:
     extra = {"REDIS_URL": redis_url} if redis_url else {}
     env = _django_env(database_url, **extra)
     env.pop("DB_POOL", None)  # as in production: psycopg's pool under ASGI
-    for _ in range(3):  # a port taken between free_port() and uvicorn's bind: another one
-        port = free_port()
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "maraudes.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--lifespan",
-                    "off",
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                    *([] if ws_deflate else ["--ws-per-message-deflate", "false"]),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/healthz/")
-                ok = conn.getresponse().status == 200
-                conn.close()
-                if ok:
-                    return process, port
-            except OSError:
-                pass
-            time.sleep(0.2)
-        server_stop(process)
-    raise RuntimeError(f"uvicorn did not start:\n{log.read_text()[-3000:]}")
+    args = [] if ws_deflate else ["--ws-per-message-deflate", "false"]
+    return uvicorn_start(env=env, log=log, args=args)
 
 
 # --- Teams: a child process, one thread per team --------------------------------------------
@@ -414,7 +371,7 @@ def measure_layer(
                     ws_deflate=ws_deflate,
                 )
             )
-        ports = [port for _, port in servers]
+        ports = [server.port for server in servers]
         say(
             f"{layer}: {workers} worker(s) on port(s) {', '.join(map(str, ports))}; "
             f"{clients} clients, {len(world.shift_ids)} teams, a fix every {interval:g} s "
@@ -429,8 +386,8 @@ def measure_layer(
         )
         client_cpu = (time.process_time() - cpu_before) / (time.monotonic() - wall_before)
     finally:
-        for process, _ in servers:
-            server_stop(process)
+        for server in servers:
+            server.stop()
     started = min((began for _, _, began, _, _ in sent), default=0.0)
     latencies: list[float] = []
     from_start: list[float] = []

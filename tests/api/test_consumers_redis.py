@@ -11,11 +11,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 from urllib.request import Request, urlopen
 
@@ -23,12 +20,12 @@ import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
+from bench.server import Server, django_env, uvicorn_start
 from maraudes.models import Role
 from tests.factories import TeamFactory, user_with_role
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_PORT = int(os.environ.get("MARAUDES_REDIS_PORT", "56379"))
 # A database number of its own: the workers' layer has the default prefix.
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/2"
@@ -56,75 +53,25 @@ def worker_database_url() -> str:
     return f"postgis://{credentials}@{host}:{db['PORT']}/{db['NAME']}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _answers(base: str) -> bool:
-    try:
-        with urlopen(f"{base}/healthz/", timeout=2) as response:  # noqa: S310 - loopback
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def workers(transactional_db, tmp_path) -> Iterator[list[str]]:
     """Base URLs of two uvicorn processes sharing the test database and Redis."""
     redis_required()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "maraudes.settings",
-        "DATABASE_URL": worker_database_url(),
-        "REDIS_URL": REDIS_URL,
-        "DB_POOL": "false",
-        "LOG_LEVEL": "WARNING",
-    }
-    processes: list[tuple[subprocess.Popen, Path, str]] = []
+    env = django_env(worker_database_url(), REDIS_URL=REDIS_URL, DB_POOL="false")
+    servers: list[Server] = []
     try:
-        for name in ("a", "b"):
-            port = free_port()
-            log = tmp_path / f"worker-{name}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "maraudes.asgi:application",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--lifespan",
-                        "off",
-                        "--no-access-log",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            processes.append((process, log, f"http://127.0.0.1:{port}"))
-        deadline = time.monotonic() + STARTUP_S
-        for process, log, base in processes:
-            while not _answers(base):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"worker {base} did not start:\n{log.read_text()}")
-                time.sleep(0.1)
-        yield [base for _, _, base in processes]
+        for name in ("a", "b"):  # both start at once
+            servers.append(uvicorn_start(env=env, log=tmp_path / f"worker-{name}.log", wait=False))
+        for server in servers:
+            try:
+                server.wait_ready(timeout=STARTUP_S)
+            except RuntimeError as exc:
+                pytest.fail(str(exc))
+        yield [server.base_url for server in servers]
     finally:
         # Before transactional_db flushes the tables: the workers hold connections to them.
-        for process, _, _ in processes:
-            process.terminate()
-        for process, _, _ in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                process.kill()
-                process.wait()
+        for server in servers:
+            server.stop()
 
 
 def _post(base: str, path: str, body: dict, token: str) -> dict:
