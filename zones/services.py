@@ -265,25 +265,46 @@ def _lock_zones(
 
 def _neighbours(groups: Sequence[_ShiftDay]) -> None:
     """For each new shift-day batch: the kept fix stored just before it that day, and how
-    many kept fixes that day follow its first one (its own included). One statement."""
+    many kept fixes that day follow its first one (its own included). The same statement
+    locks the zones the batch's coverage may reach (the box of its new fixes and of that
+    previous fix, grown by the team's radius: the append path's piece lies inside), so the
+    append path needs no statement of its own for them (see _lock_zones)."""
     bounds = [service_day_bounds(g.day) for g in groups]
+    boxes = [
+        (min(xs := [f.x for f in g.fixes]), min(ys := [f.y for f in g.fixes]), max(xs), max(ys))
+        for g in groups
+    ]
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT b.i,
-              (SELECT count(*) FROM maraudes_position p
-                 WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
-                   AND p.recorded_at > b.first AND p.recorded_at < b.stop),
-              prev.recorded_at, ST_X(prev.point), ST_Y(prev.point)
-            FROM unnest(%(shifts)s::bigint[], %(starts)s::timestamptz[],
-                        %(stops)s::timestamptz[], %(firsts)s::timestamptz[])
-                 WITH ORDINALITY AS b(shift, start, stop, first, i)
-            LEFT JOIN LATERAL (
-              SELECT p.recorded_at, p.point FROM maraudes_position p
-              WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
-                AND p.recorded_at >= b.start AND p.recorded_at < b.first
-              ORDER BY p.recorded_at DESC LIMIT 1
-            ) prev ON true
+            WITH b AS (
+              SELECT * FROM unnest(%(shifts)s::bigint[], %(starts)s::timestamptz[],
+                                   %(stops)s::timestamptz[], %(firsts)s::timestamptz[],
+                                   %(x0)s::float8[], %(y0)s::float8[], %(x1)s::float8[],
+                                   %(y1)s::float8[], %(radius)s::float8[])
+                   WITH ORDINALITY AS b(shift, start, stop, first, x0, y0, x1, y1, r, i)
+            ), n AS (
+              SELECT b.i, b.x0, b.y0, b.x1, b.y1, b.r,
+                (SELECT count(*) FROM maraudes_position p
+                   WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
+                     AND p.recorded_at > b.first AND p.recorded_at < b.stop) AS later,
+                prev.recorded_at, ST_X(prev.point) AS x, ST_Y(prev.point) AS y
+              FROM b
+              LEFT JOIN LATERAL (
+                SELECT p.recorded_at, p.point FROM maraudes_position p
+                WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
+                  AND p.recorded_at >= b.start AND p.recorded_at < b.first
+                ORDER BY p.recorded_at DESC LIMIT 1
+              ) prev ON true
+            ), locked AS (
+              SELECT count(pg_advisory_xact_lock(%(key)s + q.id)) AS zones FROM (
+                SELECT DISTINCT z.id FROM zones_zone z JOIN n ON z.geom && ST_MakeEnvelope(
+                  least(n.x0, n.x) - n.r, least(n.y0, n.y) - n.r,
+                  greatest(n.x1, n.x) + n.r, greatest(n.y1, n.y) + n.r, %(srid)s)
+                ORDER BY z.id
+              ) q
+            )
+            SELECT n.i, n.later, n.recorded_at, n.x, n.y, locked.zones FROM n, locked
             """,
             {
                 "max_accuracy": settings.MAX_ACCURACY_M,
@@ -291,9 +312,17 @@ def _neighbours(groups: Sequence[_ShiftDay]) -> None:
                 "starts": [start for start, _stop in bounds],
                 "stops": [stop for _start, stop in bounds],
                 "firsts": [g.fixes[0].t for g in groups],
+                "x0": [box[0] for box in boxes],
+                "y0": [box[1] for box in boxes],
+                "x1": [box[2] for box in boxes],
+                "y1": [box[3] for box in boxes],
+                # a metre more: buffers are polygons drawn inside the circle, but rounding
+                "radius": [g.shift.team.radius_m + 1.0 for g in groups],
+                "key": _LOCK_ZONE,
+                "srid": settings.SRID,
             },
         )
-        for i, later, t, x, y in cursor.fetchall():
+        for i, later, t, x, y, _zones in cursor.fetchall():
             group = groups[i - 1]
             group.later = later
             group.previous = TrackFix(t, x, y) if t is not None else None
@@ -400,7 +429,7 @@ def _pieces_add(
     """
     if not pieces:
         return {}
-    _lock_zones([g for _shift_id, _day, g in pieces])
+    # The zones were locked by _neighbours, before the pieces were drawn.
     # A group of one geometry is that geometry: ST_Union would still re-node it (an aggregate
     # in a CASE is computed whatever the branch, hence the array).
     one_or_union = "CASE WHEN cardinality({a}) = 1 THEN {a}[1] ELSE ST_Union({a}) END"

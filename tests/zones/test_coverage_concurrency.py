@@ -1,0 +1,159 @@
+"""Two coverage writers at once over the same zone (zones.services' advisory locks).
+
+Each test runs two batches in two threads, each with its own connection and transaction, and
+holds the first one open (after its coverage is written, before it commits) to check that the
+second waits for it on a zone lock, then that both pieces end up everywhere they belong.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import pytest
+from django.db import connection
+from shapely.geometry import LineString
+
+import zones.services as zone_services
+from maraudes.fixes import Fix
+from maraudes.models import Shift
+from tests.factories import ORIGIN_X, ORIGIN_Y, ShiftFactory, ZoneFactory, paris_time, tile
+from tests.support.paris import to_wgs84
+from zones.geometry import QUAD_SEGS
+from zones.models import WEEK_DAYS, Zone, ZoneDayCoverage, ZoneWeekWhite
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT_S = 20
+
+
+def walk(x: float, y: float, start, n: int = 6, step_m: float = 10.0) -> list[Fix]:
+    """n fixes 60 s apart going east by `step_m` from (x, y), Lambert-93."""
+    transformer = to_wgs84()
+    fixes = []
+    for i in range(n):
+        lon, lat = transformer.transform(x + step_m * i, y)
+        t = start + timedelta(seconds=60 * i)
+        fixes.append(Fix(t=t, lon=lon, lat=lat, accuracy=5.0, index=i))
+    return fixes
+
+
+def in_thread(target: Callable[[], None], errors: list[BaseException]) -> threading.Thread:
+    def run() -> None:
+        try:
+            target()
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def advisory_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return cursor.fetchone()[0]
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def week_white_is_exact(zone: Zone, last_day: date) -> tuple[float, float]:
+    """The stored weekly white area, and the one recomputed from the zone-days."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT w.white_m2,
+                      ST_Area(ST_Difference(z.geom, (
+                        SELECT ST_Union(c.geom) FROM zones_zonedaycoverage c
+                        WHERE c.zone_id = z.id AND c.day BETWEEN %s AND %s)))
+               FROM zones_zoneweekwhite w JOIN zones_zone z ON z.id = w.zone_id
+               WHERE z.id = %s AND w.last_day = %s""",
+            [last_day - timedelta(days=WEEK_DAYS - 1), last_day, zone.pk, last_day],
+        )
+        return cursor.fetchone()
+
+
+def run_two_batches(monkeypatch, first: tuple[Shift, list[Fix]], second: tuple[Shift, list[Fix]]):
+    """`first` in a thread held open after its coverage is written; `second` in another;
+    `second` must wait on a lock until `first` commits."""
+    written, release = threading.Event(), threading.Event()
+    holder: list[int] = []
+    original = zone_services._pieces_add
+
+    def pieces_add_then_hold(pieces):
+        result = original(pieces)
+        if threading.get_ident() in holder:
+            written.set()
+            release.wait(TIMEOUT_S)
+        return result
+
+    monkeypatch.setattr(zone_services, "_pieces_add", pieces_add_then_hold)
+    errors: list[BaseException] = []
+
+    def run_first() -> None:
+        holder.append(threading.get_ident())
+        zone_services.track_ingest(shift=first[0], fixes=first[1])
+
+    a = in_thread(run_first, errors)
+    wait_until(written.is_set, "the first batch to write its coverage")
+    b = in_thread(lambda: zone_services.track_ingest(shift=second[0], fixes=second[1]), errors)
+    wait_until(lambda: advisory_waiters() >= 1 or errors, "the second batch to wait on a lock")
+    assert not b.join(0.2) and b.is_alive(), "the second batch went through a held zone"
+    release.set()
+    a.join(TIMEOUT_S)
+    b.join(TIMEOUT_S)
+    assert not errors, errors
+    assert not a.is_alive() and not b.is_alive()
+
+
+def test_two_new_zone_days_of_one_zone_both_reach_the_weeks_they_share(monkeypatch):
+    # Two teams in one zone on two consecutive nights, each the first coverage of the zone
+    # in its weeks: each batch creates its zone-day and fills the weekly rows that are
+    # missing. Without the zone lock the second fills from zone-days that miss the first's
+    # (not committed yet) and overwrites the rows they share.
+    zone = ZoneFactory(geom=tile(0, 0))
+    night = date(2026, 11, 20)
+    shift_a = ShiftFactory(started_at=paris_time(2026, 11, 20, 20, 0))
+    shift_b = ShiftFactory(started_at=paris_time(2026, 11, 21, 20, 0))
+    fixes_a = walk(ORIGIN_X + 200, ORIGIN_Y + 200, paris_time(2026, 11, 20, 21, 0))
+    fixes_b = walk(ORIGIN_X + 700, ORIGIN_Y + 700, paris_time(2026, 11, 21, 21, 0))
+
+    run_two_batches(monkeypatch, (shift_a, fixes_a), (shift_b, fixes_b))
+
+    days = set(ZoneDayCoverage.objects.filter(zone=zone).values_list("day", flat=True))
+    assert days == {night, night + timedelta(days=1)}
+    shared = [night + timedelta(days=n) for n in range(1, WEEK_DAYS)]
+    for last_day in shared:
+        stored, exact = week_white_is_exact(zone, last_day)
+        assert stored == pytest.approx(exact, abs=1.0), last_day
+        assert stored < zone.geom.area - 2 * 3.0e4  # both ~100 m buffers taken out
+    assert ZoneWeekWhite.objects.filter(zone=zone).count() == WEEK_DAYS + 1
+
+
+def test_two_batches_of_one_shift_are_joined_in_time_order(monkeypatch):
+    # The same shift, two batches at once (the team app and a tracker): the later batch
+    # waits for the earlier one, then sees its last fix, so the 150 m between the batches
+    # is a segment (2.5 m/s, a minute apart). Without the shift lock it would read the
+    # stored fixes before the first batch commits, and leave that stretch out.
+    zone = ZoneFactory(geom=tile(0, 0, size=3000.0))
+    shift = ShiftFactory(started_at=paris_time(2026, 11, 20, 20, 0))
+    x, y = ORIGIN_X + 500, ORIGIN_Y + 1500
+    fixes = walk(x, y, paris_time(2026, 11, 20, 21, 0), n=4, step_m=150.0)
+
+    run_two_batches(monkeypatch, (shift, fixes[:2]), (shift, fixes[2:]))
+
+    whole_line = LineString([(x, y), (x + 450.0, y)]).buffer(
+        shift.team.radius_m, quad_segs=QUAD_SEGS
+    )
+    covered = ZoneDayCoverage.objects.get(zone=zone).covered_m2
+    assert covered == pytest.approx(whole_line.area, rel=0.002)
