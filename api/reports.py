@@ -72,7 +72,7 @@ def _ratio(value: float) -> float:
     return round(value, 4)
 
 
-def row_as_dict(row: WeekRow, *, presence: bool) -> dict:
+def row_as_dict(row: WeekRow) -> dict:
     """A zone's (or the territory's) week, people counts protected."""
     return {
         "code": row.code,
@@ -85,18 +85,14 @@ def row_as_dict(row: WeekRow, *, presence: bool) -> dict:
         "white_ratio": _ratio(row.white_ratio),
         "last_visit": row.last_visit.isoformat() if row.last_visit else None,
         "passages": row.passages,
-        "presence_hours": round(row.presence_hours, 2) if presence else None,
-        "night_hours": (
-            {
-                **{
-                    band_key(h): round(s / 3600, 2)
-                    for h, s in zip(HOUR_BANDS, row.bands_s, strict=True)
-                },
-                "other": round(row.other_s / 3600, 2),
-            }
-            if presence
-            else None
-        ),
+        "presence_hours": round(row.presence_hours, 2),
+        "night_hours": {
+            **{
+                band_key(h): round(s / 3600, 2)
+                for h, s in zip(HOUR_BANDS, row.bands_s, strict=True)
+            },
+            "other": round(row.other_s / 3600, 2),
+        },
         "encounters": count_shown(row.encounters, protect=True, people=row.people),
         "people": count_shown(row.people, protect=True),
         "needs": {
@@ -127,12 +123,11 @@ def report_as_dict(report: WeeklyReport) -> dict:
         "previous_week": str(week.shifted(-1)),
         "kind": report.kind,
         "complete": report.complete,
-        "presence_available": report.presence_available,
         "small_counts": SMALL_COUNT_LABEL,
         "hour_bands": [band_key(h) for h in HOUR_BANDS],
         "need_labels": {value: str(label) for value, label in Need.choices},
-        "zones": [row_as_dict(r, presence=report.presence_available) for r in report.rows],
-        "totals": row_as_dict(report.totals, presence=report.presence_available),
+        "zones": [row_as_dict(r) for r in report.rows],
+        "totals": row_as_dict(report.totals),
         "trend": [
             {
                 "week": str(point.week),
@@ -170,13 +165,13 @@ CHANGE_FR = {"up": "hausse", "down": "baisse", "same": "stable"}
 Column = tuple[str, Callable[[WeekRow], object]]
 
 
-def _columns(dialect: str, presence: bool) -> list[Column]:
+def _columns(dialect: str) -> list[Column]:
     """The CSV's columns: header and value, in the dialect's language and number format."""
     french = dialect == "excel-fr"
     num = _fr_number if french else _plain_number
 
     def hours(get: Callable[[WeekRow], float]) -> Callable[[WeekRow], object]:
-        return lambda r: num(get(r) / 3600, 2) if presence else ""
+        return lambda r: num(get(r) / 3600, 2)
 
     def band(i: int) -> Callable[[WeekRow], object]:
         return hours(lambda r: r.bands_s[i])
@@ -255,7 +250,7 @@ def report_csv(report: WeeklyReport, *, dialect: str) -> bytes:
     """`plain`: UTF-8, comma, decimal point, ISO dates, one line per zone, with the week and
     kind on each line. `excel-fr`: UTF-8 with a BOM (or Excel reads it as Windows-1252),
     semicolons, decimal commas, French headers and dates, and a total line."""
-    columns = _columns(dialect, report.presence_available)
+    columns = _columns(dialect)
     out = io.StringIO()
     if dialect == "excel-fr":
         writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
@@ -367,10 +362,8 @@ class ReportRowSerializer(serializers.Serializer):
     white_ratio = serializers.FloatField()
     last_visit = serializers.DateField(allow_null=True)
     passages = serializers.IntegerField(help_text="maraudes distinctes entrées dans la zone")
-    presence_hours = serializers.FloatField(
-        allow_null=True, help_text="null quand les points GPS de la semaine ont été purgés"
-    )
-    night_hours = NightHoursSerializer(allow_null=True)
+    presence_hours = serializers.FloatField(help_text="heures passées dans la zone")
+    night_hours = NightHoursSerializer()
     encounters = PeopleField()
     people = PeopleField()
     needs = NeedsSerializer()
@@ -401,7 +394,6 @@ class WeeklyReportSerializer(serializers.Serializer):
     previous_week = serializers.CharField()
     kind = serializers.CharField(allow_null=True)
     complete = serializers.BooleanField(help_text="false pour la semaine en cours")
-    presence_available = serializers.BooleanField()
     small_counts = serializers.CharField()
     hour_bands = serializers.ListField(child=serializers.CharField())
     need_labels = serializers.DictField(child=serializers.CharField())

@@ -10,11 +10,10 @@ On its own, against a database that already holds a benchmark week (never the de
     python -m bench.report --database-url postgis://postgres@127.0.0.1:54329/maraudes_bench
 
 What is timed is what GET /api/v1/reports/weekly/ does for the 80 quartiers, minus HTTP:
-`weekly_report` (five statements: zones, eight weeks of covered area, passages, encounters,
-presence) and its JSON form. The benchmark week is in 2025, further back than the raw fixes
-are kept (POSITION_RETENTION_DAYS): the report is made as of the day after the week, as the
-planner would on Monday, so that presence is computed from the fixes and timed too. The
-figures without presence, and for the white-zone GeoJSON of the map, are given beside it.
+`weekly_report` (five reads: zones with their last visit, eight weeks of covered area from
+the weekly white parts, passages, encounters, presence from the rows kept as the fixes
+arrived) and its JSON form, as of the Monday after the week, as a planner would ask. The
+figure for the white-zone GeoJSON of the map is given beside it.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ def bench_report(*, first_night: date, runs: int = RUNS, kind: str = "quartier")
     week = IsoWeek.of(first_night)
     monday_after = week.last_day + timedelta(days=1)
     as_of = datetime.combine(monday_after, clock(12), tzinfo=ZoneInfo(settings.TIME_ZONE))
-    long_after = as_of + timedelta(days=settings.POSITION_RETENTION_DAYS + 30)
 
     def timed(function) -> list[float]:
         function()  # warm the caches once
@@ -59,13 +57,11 @@ def bench_report(*, first_night: date, runs: int = RUNS, kind: str = "quartier")
         return times
 
     full = timed(lambda: report_as_dict(weekly_report(week=week, kind=kind, now=as_of)))
-    without = timed(lambda: report_as_dict(weekly_report(week=week, kind=kind, now=long_after)))
     white = timed(lambda: weekly_white_zones(week=week, kind=kind, srid=4326))
     report = weekly_report(week=week, kind=kind, now=as_of)
     return {
         "report_week_p50_ms": _p50_ms(full),
         "report_week_max_ms": round(max(full) * 1000, 1),
-        "report_week_without_presence_p50_ms": _p50_ms(without),
         "report_week_white_zones_p50_ms": _p50_ms(white),
         "report_week_runs": runs,
         "report_week": str(week),

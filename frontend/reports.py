@@ -140,7 +140,7 @@ def _change(row: WeekRow) -> dict:
     }
 
 
-def _row(row: WeekRow, *, exact: bool, presence: bool) -> dict:
+def _row(row: WeekRow, *, exact: bool) -> dict:
     return {
         "code": row.code,
         "name": row.name,
@@ -152,8 +152,8 @@ def _row(row: WeekRow, *, exact: bool, presence: bool) -> dict:
         "last_visit": row.last_visit,
         "last_visit_sort": row.last_visit.isoformat() if row.last_visit else "",
         "passages": row.passages,
-        "presence": duration(row.presence_s) if presence else "—",
-        "presence_sort": f"{row.presence_s:.0f}" if presence else "-1",
+        "presence": duration(row.presence_s),
+        "presence_sort": f"{row.presence_s:.0f}",
         "encounters": Count.of(row.encounters, exact=exact, people=row.people),
         "people": Count.of(row.people, exact=exact),
         "change": _change(row),
@@ -325,8 +325,7 @@ def weekly_report_page(request: HttpRequest) -> HttpResponse:
 
     exact = user_has_role(request.user, COORDINATION)
     report = weekly_report(week=week, kind=kind, now=now)
-    presence = report.presence_available
-    totals = _row(report.totals, exact=exact, presence=presence)
+    totals = _row(report.totals, exact=exact)
     context |= {
         "report": report,
         "selected_week": str(week),
@@ -343,8 +342,7 @@ def weekly_report_page(request: HttpRequest) -> HttpResponse:
         "next_week": week.shifted(1) if week < week_current(now=now) else None,
         "next_label": week_label(week.shifted(1)),
         "exact": exact,
-        "presence": presence,
-        "rows": [_row(r, exact=exact, presence=presence) for r in report.rows],
+        "rows": [_row(r, exact=exact) for r in report.rows],
         "totals": totals,
         "white_zone_count": sum(1 for r in report.rows if r.white_m2 >= WHITE_EPSILON_M2),
         "night": _night(report),
@@ -352,7 +350,6 @@ def weekly_report_page(request: HttpRequest) -> HttpResponse:
         "trend": _trend(report),
         "links": _links(week, kind),
         "generated_at": now,
-        "retention_days": settings.POSITION_RETENTION_DAYS,
         "radius_foot": num(settings.COVERAGE_RADIUS_FOOT),
         "radius_vehicle": num(settings.COVERAGE_RADIUS_VEHICLE),
         "max_gap": num(settings.MAX_GAP_S),

@@ -68,3 +68,11 @@ def sent(monkeypatch) -> list:
     out: list = []
     monkeypatch.setattr(realtime, "send_all", out.extend)
     return out
+
+
+@pytest.fixture
+def week47(db):
+    """The weekly report's test week, 2026-W47 (tests.support.reports.make_week47)."""
+    from tests.support.reports import make_week47
+
+    make_week47()

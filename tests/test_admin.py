@@ -8,11 +8,11 @@ from django.urls import reverse
 
 from maraudes.models import Encounter, Event, Membership, Organization, Position, Shift, Team
 from tests.factories import UserFactory, ZoneFactory
-from zones.models import Assignment, CoveragePiece, Zone, ZoneDayCoverage
+from zones.models import Assignment, CoveragePiece, Zone, ZoneDayCoverage, ZonePresence
 
 MODELS = [
     Organization, Team, Membership, Shift, Position, Encounter, Event,
-    Zone, Assignment, CoveragePiece, ZoneDayCoverage,
+    Zone, Assignment, CoveragePiece, ZoneDayCoverage, ZonePresence,
 ]  # fmt: skip
 
 

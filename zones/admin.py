@@ -2,7 +2,7 @@ from django.contrib import admin
 from leaflet.admin import LeafletGeoAdmin
 
 from maraudes.admin import ReadOnlyAdminMixin
-from zones.models import Assignment, CoveragePiece, Zone, ZoneDayCoverage
+from zones.models import Assignment, CoveragePiece, Zone, ZoneDayCoverage, ZonePresence
 
 
 @admin.register(Zone)
@@ -41,3 +41,15 @@ class CoveragePieceAdmin(ReadOnlyAdminMixin, LeafletGeoAdmin):
     date_hierarchy = "day"
     raw_id_fields = ["shift"]
     list_select_related = ["shift", "shift__team"]
+
+
+@admin.register(ZonePresence)
+class ZonePresenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only: computed from the fixes as they arrive (coverage_rebuild recomputes it)."""
+
+    list_display = ["day", "hour", "zone", "shift", "seconds"]
+    list_filter = ["zone__kind"]
+    date_hierarchy = "day"
+    list_select_related = ["zone", "shift", "shift__team"]
+    raw_id_fields = ["zone", "shift"]
+    readonly_fields = ["zone", "shift", "day", "hour", "seconds"]

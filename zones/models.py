@@ -173,3 +173,44 @@ class ZoneWeekWhite(models.Model):
             models.UniqueConstraint(fields=["zone", "last_day"], name="weekwhite_unique"),
             models.CheckConstraint(condition=Q(geom__isvalid=True), name="weekwhite_geom_valid"),
         ]
+
+
+class ZonePresence(models.Model):
+    """Seconds a shift spent in a zone during one local hour of a service day (issue 6).
+
+    Kept as fixes arrive (zones.presence): the interval between two consecutive kept fixes
+    that the coverage contract joins by a segment counts for every zone holding its midpoint,
+    in the local hour of its start. The weekly report sums these rows instead of reading every
+    raw fix of the week, and they outlive the raw fixes' purge, like the zone-day coverage.
+    Keyed by shift, so that a shift-day recomputed from its raw fixes replaces its own rows.
+    """
+
+    zone = models.ForeignKey(
+        Zone, on_delete=models.CASCADE, related_name="presence", verbose_name=_("zone")
+    )
+    shift = models.ForeignKey(
+        "maraudes.Shift",
+        on_delete=models.CASCADE,
+        related_name="zone_presence",
+        verbose_name=_("maraude"),
+    )
+    day = models.DateField(_("jour de service"))
+    hour = models.PositiveSmallIntegerField(
+        _("heure locale"), help_text=_("Heure locale du début de l'intervalle, de 0 à 23.")
+    )
+    seconds = models.FloatField(_("secondes de présence"))
+
+    class Meta:
+        verbose_name = _("présence dans une zone")
+        verbose_name_plural = _("présences dans les zones")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["zone", "shift", "day", "hour"], name="presence_unique"
+            ),
+            models.CheckConstraint(condition=Q(hour__lte=23), name="presence_hour_of_day"),
+            models.CheckConstraint(condition=Q(seconds__gte=0), name="presence_seconds_pos"),
+        ]
+        indexes = [models.Index(fields=["day"], name="presence_day")]
+
+    def __str__(self) -> str:
+        return f"{self.zone_id} · {self.shift_id} · {self.day:%d/%m/%Y} {self.hour:02d}h"

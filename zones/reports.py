@@ -6,33 +6,30 @@ week, and the clock changes move nothing.
 
 Per zone of one kind, the report gives:
 
-- covered and white area: the zone minus the union of its zone-day coverage over the week's
-  seven service days, as `zones.selectors.zones_coverage` computes it (the union here is the
-  floating-point overlay instead of the 0.1 m snapped one: the same areas to well under
-  0.01 % of a zone, in half the time on the benchmark week (0.6 s instead of 1.3 s), which
-  matters with eight weeks of trend to union);
+- covered and white area over the week's seven service days, as `zones.selectors.zones_coverage`
+  computes it for a 7-day window: the zone minus its weekly white part kept ready by the
+  services (zones.models.ZoneWeekWhite, the row whose last day is the week's Sunday; no row
+  means nothing covered the zone that week);
 - last visit (latest service day up to the week's Sunday that covered part of the zone) and
-  passages (distinct shifts that entered the zone during the week), from the same table;
+  passages (distinct shifts that entered the zone during the week), from the zone-days;
 - encounters and people met, in total and by need, as `zones_coverage` counts them (the
   encounter's point in the zone, its time within the week's service days);
-- hours of presence and the time-of-night matrix, from the raw fixes (see PRESENCE below);
+- hours of presence and the time-of-night matrix, from the presence kept per zone, shift,
+  day and hour (zones.models.ZonePresence, see PRESENCE below);
 - the previous week's covered share, passages, encounters and people, for the change;
 - the covered share of the whole territory (all zones of the kind) over the last
-  TREND_WEEKS weeks.
+  TREND_WEEKS weeks, from the same weekly white parts.
 
-The query count is fixed (five statements, whatever the number of zones).
+The query count is fixed (six statements, whatever the number of zones and fixes), and
+nothing reads raw fixes or unions geometries: a week of Paris takes tens of milliseconds.
 
 PRESENCE. Hours of presence in a zone = the sum, over the week's shifts, of the time between
-consecutive kept fixes (accuracy <= MAX_ACCURACY_M, same service day) that the coverage
+consecutive kept fixes of a service day (accuracy <= MAX_ACCURACY_M) that the coverage
 contract joins by a segment (at most MAX_GAP_S apart, at most the team's MAX_SPEED), each
-such interval counting for the zone that holds its midpoint, in the hour band of its start
+such interval counting for every zone that holds its midpoint, in the hour band of its start
 (local time). Time spent standing still at an encounter counts; a gap of several minutes
-(phone in a pocket, metro) does not. Raw fixes are purged after POSITION_RETENTION_DAYS: the
-presence of an older week is unknown (`presence_available` is false), not zero.
-
-Reading every fix of the week makes presence the slow part of the report (seconds for a
-week of Paris, where the rest takes a fraction of one): kept per zone, day and hour as the
-fixes arrive, like the zone-day coverage, it would be a small GROUP BY here.
+(phone in a pocket, metro) does not. It is kept as the fixes arrive (zones.presence), so it
+outlives the raw fixes' purge after POSITION_RETENTION_DAYS, like the coverage.
 """
 
 from __future__ import annotations
@@ -42,15 +39,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-import numpy as np
-import shapely
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from maraudes.days import service_day, service_day_bounds
-from maraudes.models import Need, TeamMode
+from maraudes.models import Need
 from zones.selectors import WHITE_EPSILON_M2
 
 # --- Weeks ----------------------------------------------------------------------------------
@@ -287,7 +281,6 @@ class WeeklyReport:
     totals: WeekRow
     trend: list[TrendPoint]
     complete: bool  # the week's last night is over
-    presence_available: bool  # the week's raw fixes are still kept
     needs: list[str] = field(default_factory=lambda: list(Need.values))
 
 
@@ -303,19 +296,20 @@ def _natural_key(code: str) -> tuple:
 _ZONES_SQL = """
 SELECT z.id, z.code, z.name, z.area_m2,
        (SELECT max(c.day) FROM zones_zonedaycoverage c
-         WHERE c.zone_id = z.id AND c.day <= %(last_day)s),
-       ST_AsBinary(z.geom)
+         WHERE c.zone_id = z.id AND c.day <= %(last_day)s)
 FROM zones_zone z
 WHERE z.kind = %(kind)s
 """
 
-# Covered area per zone and week (k = 0 the oldest of the trend, TREND_WEEKS - 1 the chosen).
+# Covered area per zone and week (k = 0 the oldest of the trend, TREND_WEEKS - 1 the chosen):
+# the zone's area minus its weekly white part, as zones.selectors.zones_coverage reads it for
+# a 7-day window. A week is Monday to Sunday, so its row is the one ending on its Sunday.
 _COVERED_SQL = """
-SELECT c.zone_id, (c.day - %(trend_first)s::date) / 7 AS k, ST_Area(ST_Union(c.geom))
-FROM zones_zonedaycoverage c
-JOIN zones_zone z ON z.id = c.zone_id
-WHERE z.kind = %(kind)s AND c.day BETWEEN %(trend_first)s AND %(last_day)s
-GROUP BY c.zone_id, k
+SELECT w.zone_id, (w.last_day - %(trend_last)s::date) / 7 AS k,
+       GREATEST(z.area_m2 - w.white_m2, 0)
+FROM zones_zone z
+JOIN zones_zoneweekwhite w ON w.zone_id = z.id AND w.last_day = ANY(%(sundays)s::date[])
+WHERE z.kind = %(kind)s
 """
 
 # Distinct shifts per zone and for the territory (zone NULL), previous (k = 0) and chosen
@@ -331,89 +325,38 @@ GROUP BY GROUPING SETS ((c.zone_id, k), (k))
 
 # Encounters and people, in total (need NULL) and by need, per zone and for the territory
 # (zone NULL: an encounter on the border of two zones is counted once), previous (k = 0) and
-# chosen (k = 1) weeks.
+# chosen (k = 1) weeks. Encounters are counted per zone and set of needs first, then per need:
+# a few hundred rows to unnest instead of one per encounter (half the time with a realistic
+# week of encounters). Each zone is tested against the encounters in its box in turn, so that
+# PostGIS prepares its polygon once.
 _ENCOUNTERS_SQL = """
-WITH e AS (
+WITH e AS MATERIALIZED (
   SELECT e.id, e.people_count AS people, e.needs, z.id AS zone_id,
          CASE WHEN e.seen_at >= %(first_start)s THEN 1 ELSE 0 END AS k
   FROM maraudes_encounter e
   JOIN zones_zone z ON z.kind = %(kind)s AND ST_Intersects(z.geom, e.point)
   WHERE e.seen_at >= %(previous_start)s AND e.seen_at < %(last_end)s
-), once AS (
-  SELECT DISTINCT id, people, needs, k FROM e
+), g AS (
+  SELECT zone_id, k, needs, count(*) AS n, sum(people) AS people
+  FROM e GROUP BY zone_id, k, needs
+  UNION ALL
+  SELECT NULL, k, needs, count(*), sum(people)
+  FROM (SELECT DISTINCT ON (id) k, needs, people FROM e ORDER BY id) once
+  GROUP BY k, needs
 )
-SELECT zone_id, k, NULL::text, count(*), sum(people) FROM e GROUP BY zone_id, k
-UNION ALL
-SELECT zone_id, k, n, count(*), sum(people) FROM e, unnest(e.needs) n GROUP BY zone_id, k, n
-UNION ALL
-SELECT NULL, k, NULL::text, count(*), sum(people) FROM once GROUP BY k
-UNION ALL
-SELECT NULL, k, n, count(*), sum(people) FROM once, unnest(once.needs) n GROUP BY k, n
+SELECT g.zone_id, g.k, n.need, sum(g.n)::bigint, sum(g.people)::bigint
+FROM g CROSS JOIN LATERAL unnest(array_prepend(NULL::varchar, g.needs)) AS n(need)
+GROUP BY g.zone_id, g.k, n.need
 """
 
-
-# The week's joined intervals: midpoint, seconds, local hour of their start. The local time
-# is converted once per fix (three conversions per row cost a second on the benchmark week);
-# the end's service day is read on the start's wall clock plus the interval, which is exact
-# here: an interval is at most MAX_GAP_S long, and no clock change happens near DAY_START.
-_SEGMENTS_SQL = """
-WITH f AS (
-  SELECT p.shift_id, p.recorded_at AT TIME ZONE %(tz)s AS local,
-         ST_X(p.point) AS x, ST_Y(p.point) AS y,
-         date_part('epoch', lead(p.recorded_at) OVER w - p.recorded_at) AS dt,
-         lead(ST_X(p.point)) OVER w AS x2, lead(ST_Y(p.point)) OVER w AS y2
-  FROM maraudes_position p
-  WHERE p.recorded_at >= %(first_start)s AND p.recorded_at < %(last_end)s
-    AND p.accuracy <= %(max_accuracy)s
-  WINDOW w AS (PARTITION BY p.shift_id ORDER BY p.recorded_at)
-), speed AS (
-  SELECT s.id, CASE WHEN tm.mode = %(vehicle)s THEN %(speed_vehicle)s
-                    ELSE %(speed_foot)s END::float8 AS v
-  FROM maraudes_shift s JOIN maraudes_team tm ON tm.id = s.team_id
-)
-SELECT (f.x + f.x2) / 2, (f.y + f.y2) / 2, f.dt, date_part('hour', f.local)
-FROM f JOIN speed ON speed.id = f.shift_id
-WHERE f.dt <= %(max_gap)s
-  AND (f.x2 - f.x) ^ 2 + (f.y2 - f.y) ^ 2 <= (f.dt * speed.v) ^ 2
-  AND (f.local - %(day_start)s)::date
-      = (f.local + make_interval(secs => f.dt) - %(day_start)s)::date
+# Seconds of presence per zone and local hour over the week's service days (PRESENCE).
+_PRESENCE_SQL = """
+SELECT p.zone_id, p.hour, sum(p.seconds)
+FROM zones_zonepresence p
+JOIN zones_zone z ON z.id = p.zone_id
+WHERE z.kind = %(kind)s AND p.day BETWEEN %(first_day)s AND %(last_day)s
+GROUP BY p.zone_id, p.hour
 """
-
-
-def _presence_by_zone(
-    segments: list[tuple[float, float, float, float]], zones: list[tuple[int, bytes]]
-) -> dict[int, dict[int, float]]:
-    """Seconds per zone and local hour: each interval counts for the zones holding its
-    midpoint (border included, as ST_Intersects).
-
-    Done here rather than in SQL: testing half a million midpoints against prepared polygons
-    with shapely takes a fraction of a second, where the same join in PostGIS (a GiST probe
-    and an unprepared point-in-polygon test per midpoint) took several seconds on the
-    benchmark week.
-    """
-    if not segments:
-        return {}
-    data = np.asarray(segments, dtype=float)
-    mx, my, dt, hour = data[:, 0], data[:, 1], data[:, 2], data[:, 3].astype(int)
-    result: dict[int, dict[int, float]] = {}
-    for zone_id, wkb in zones:
-        polygon = shapely.from_wkb(bytes(wkb))
-        x0, y0, x1, y1 = polygon.bounds
-        near = np.flatnonzero((mx >= x0) & (mx <= x1) & (my >= y0) & (my <= y1))
-        if not near.size:
-            continue
-        shapely.prepare(polygon)
-        inside = near[shapely.intersects_xy(polygon, mx[near], my[near])]
-        if inside.size:
-            seconds = np.bincount(hour[inside], weights=dt[inside], minlength=24)
-            result[zone_id] = {h: float(s) for h, s in enumerate(seconds) if s}
-    return result
-
-
-def presence_available(week: IsoWeek, *, now: datetime | None = None) -> bool:
-    """Whether the week's raw fixes are still kept (POSITION_RETENTION_DAYS)."""
-    cutoff = (now or timezone.now()) - timedelta(days=settings.POSITION_RETENTION_DAYS)
-    return service_day_bounds(week.first_day)[0] >= cutoff
 
 
 def weekly_report(*, week: IsoWeek, kind: str | None, now: datetime | None = None) -> WeeklyReport:
@@ -422,30 +365,19 @@ def weekly_report(*, week: IsoWeek, kind: str | None, now: datetime | None = Non
     now = now or timezone.now()
     previous = week.shifted(-1)
     trend_first = week.shifted(-(TREND_WEEKS - 1))
-    with_presence = presence_available(week, now=now)
     params = {
         "kind": kind,
-        "trend_first": trend_first.first_day,
+        "trend_last": trend_first.last_day,
+        "sundays": [trend_first.shifted(k).last_day for k in range(TREND_WEEKS)],
         "previous_first": previous.first_day,
+        "first_day": week.first_day,
         "last_day": week.last_day,
         "previous_start": service_day_bounds(previous.first_day)[0],
         "first_start": service_day_bounds(week.first_day)[0],
         "last_end": service_day_bounds(week.last_day)[1],
-        "max_accuracy": settings.MAX_ACCURACY_M,
-        "max_gap": settings.MAX_GAP_S,
-        "vehicle": TeamMode.VEHICLE.value,
-        "speed_vehicle": settings.MAX_SPEED_VEHICLE,
-        "speed_foot": settings.MAX_SPEED_FOOT,
-        "srid": settings.SRID,
-        "tz": settings.TIME_ZONE,
-        "day_start": timedelta(
-            hours=settings.DAY_START.hour,
-            minutes=settings.DAY_START.minute,
-            seconds=settings.DAY_START.second,
-        ),
     }
-    # One transaction: one snapshot for the five statements, and JIT off for them (compiling
-    # these short-lived plans costs more than it saves: 0.5 s on the benchmark week).
+    # One transaction: one snapshot for the five reads, and JIT off for them (compiling these
+    # short-lived plans costs more than it saves).
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
         cursor.execute(_ZONES_SQL, params)
@@ -459,11 +391,10 @@ def weekly_report(*, week: IsoWeek, kind: str | None, now: datetime | None = Non
             (zone_id, k, need): (n, int(people or 0))
             for zone_id, k, need, n, people in cursor.fetchall()
         }
-        segments: list[tuple[float, float, float, float]] = []
-        if with_presence:
-            cursor.execute(_SEGMENTS_SQL, params)
-            segments = cursor.fetchall()
-    by_zone = _presence_by_zone(segments, [(zone[0], zone[5]) for zone in zones])
+        cursor.execute(_PRESENCE_SQL, params)
+        by_zone: dict[int, dict[int, float]] = defaultdict(dict)
+        for zone_id, hour, seconds in cursor.fetchall():
+            by_zone[zone_id][hour] = seconds
 
     current, before = TREND_WEEKS - 1, TREND_WEEKS - 2
 
@@ -513,7 +444,7 @@ def weekly_report(*, week: IsoWeek, kind: str | None, now: datetime | None = Non
             covered.get((zone_id, before), 0.0),
             by_zone.get(zone_id, {}),
         )
-        for zone_id, code, name, area, last_visit, _wkb in zones
+        for zone_id, code, name, area, last_visit in zones
     ]
     rows.sort(key=lambda r: _natural_key(r.code))
 
@@ -547,7 +478,6 @@ def weekly_report(*, week: IsoWeek, kind: str | None, now: datetime | None = Non
         totals=totals,
         trend=trend,
         complete=week < week_current(now=now),
-        presence_available=with_presence,
     )
 
 
@@ -574,22 +504,19 @@ class WeekWhiteZone:
         return self.white_m2 / self.area_m2 if self.area_m2 else 0.0
 
 
+# The week's white part of each zone is its weekly white part kept by the services
+# (zones.models.ZoneWeekWhite, the row ending on the week's Sunday), as for the report's
+# covered area; no row means nothing covered the zone that week: all of it is white.
 _WHITE_SQL = """
-SELECT z.id, z.code, z.name, z.area_m2, COALESCE(ST_Area(cov.u), 0),
+SELECT z.id, z.code, z.name, z.area_m2,
+       CASE WHEN w.zone_id IS NULL THEN 0 ELSE GREATEST(z.area_m2 - w.white_m2, 0) END,
        (SELECT max(c.day) FROM zones_zonedaycoverage c
          WHERE c.zone_id = z.id AND c.day <= %(last_day)s),
-       COALESCE(cov.passages, 0),
-       ST_AsGeoJSON(ST_Transform(ST_Multi(
-         CASE WHEN cov.u IS NULL THEN z.geom
-              ELSE ST_CollectionExtract(ST_Difference(z.geom, cov.u), 3) END), %(srid)s), 6)
+       (SELECT count(DISTINCT s) FROM zones_zonedaycoverage c, unnest(c.shift_ids) s
+         WHERE c.zone_id = z.id AND c.day BETWEEN %(first_day)s AND %(last_day)s),
+       ST_AsGeoJSON(ST_Transform(ST_Multi(COALESCE(w.geom, z.geom)), %(srid)s), 6)
 FROM zones_zone z
-LEFT JOIN LATERAL (
-  SELECT ST_Union(c.geom) AS u,
-         (SELECT count(DISTINCT s) FROM zones_zonedaycoverage c2, unnest(c2.shift_ids) s
-           WHERE c2.zone_id = z.id AND c2.day BETWEEN %(first_day)s AND %(last_day)s) AS passages
-  FROM zones_zonedaycoverage c
-  WHERE c.zone_id = z.id AND c.day BETWEEN %(first_day)s AND %(last_day)s
-) cov ON true
+LEFT JOIN zones_zoneweekwhite w ON w.zone_id = z.id AND w.last_day = %(last_day)s
 WHERE z.kind = %(kind)s
 """
 

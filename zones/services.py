@@ -40,7 +40,7 @@ from maraudes.models import PositionSource, Shift, Team
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
 from zones.geometry import TrackFix, as_multipolygon, track_coverage
 from zones.models import WEEK_DAYS, Assignment, Zone, ZoneDayCoverage
-from zones.presence import presence_add, presence_rebuild, presence_replace
+from zones.presence import presence_add_many, presence_rebuild, presence_replace
 
 # Union/intersection results kept valid without paying for MakeValid when they already are.
 _VALID = "CASE WHEN ST_IsValid({g}) THEN {g} ELSE ST_MakeValid({g}) END"
@@ -179,6 +179,7 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
     _lock_shifts(sorted({group.shift.pk for group in ordered}))
     _neighbours(ordered)
     appended: list[tuple[_ShiftDay, MultiPolygon]] = []
+    tracks: list[tuple[int, date, list[TrackFix], float]] = []
     for group in ordered:
         shift, day = group.shift, group.day
         if group.later != len(group.fixes) - 1:
@@ -189,16 +190,11 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
         track = ([group.previous] if group.previous else []) + [
             TrackFix(f.t, f.x, f.y) for f in group.fixes
         ]
-        presence_add(
-            shift_id=shift.pk,
-            day=day,
-            track=track,
-            max_gap_s=settings.MAX_GAP_S,
-            max_speed=shift.team.max_speed,
-        )
+        tracks.append((shift.pk, day, track, shift.team.max_speed))
         piece = _coverage_of(shift, track)
         if not piece.is_empty:
             appended.append((group, piece))
+    presence_add_many(tracks, max_gap_s=settings.MAX_GAP_S)
     known = _pieces_add([(g.shift.pk, g.day, piece) for g, piece in appended])
     change.zone_days |= set(known)
     change.known_figures.update(known)

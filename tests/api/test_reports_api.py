@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from maraudes.models import Role
 from tests.factories import TeamFactory, ZoneFactory, tile, user_with_role
-from tests.zones.test_reports import A_X, A_Y, B_X, B_Y, meet, paris, walk
+from tests.support.reports import A_X, A_Y, paris, walk
 from zones.reports import week_current, week_last_complete
 from zones.selectors import zones_coverage
 
@@ -29,22 +29,6 @@ def planner(db):
 @pytest.fixture
 def coordinator(db):
     return user_with_role(Role.COORDINATOR)
-
-
-@pytest.fixture
-def week47(db):
-    """Week 2026-W47: zone 1 walked twice, zone 2 once, two encounters of 2 and 4 people."""
-    ZoneFactory(code="1", name="Saint-Germain-l'Auxerrois", kind="quartier", geom=tile(0, 0))
-    ZoneFactory(code="2", name="Halles", kind="quartier", geom=tile(1, 0))
-    ZoneFactory(code="10", name="Élysée", kind="quartier", geom=tile(2, 0))
-    ZoneFactory(code="4", name="Arrondissement", kind="arrondissement", geom=tile(0, 1))
-    team, other = TeamFactory(), TeamFactory()
-    first = walk(team, start=paris(2026, 11, 17, 22), x=A_X, y=A_Y)
-    walk(other, start=paris(2026, 11, 17, 23), x=A_X, y=A_Y + 300)
-    second = walk(team, start=paris(2026, 11, 19, 21, 30), x=B_X, y=B_Y, n=61)
-    meet(first, at=paris(2026, 11, 17, 22, 2), x=A_X + 50, y=A_Y, people=2, needs=["food"])
-    meet(first, at=paris(2026, 11, 17, 22, 4), x=A_X + 80, y=A_Y, people=4, needs=["shelter"])
-    meet(second, at=paris(2026, 11, 19, 21, 32), x=B_X + 30, y=B_Y, people=1, needs=["food"])
 
 
 def get_json(client, query: str) -> dict:
@@ -77,6 +61,11 @@ def test_it_gives_the_week_per_zone_with_totals_and_trend(api_as, planner, week4
     assert len(body["trend"]) == 8 and body["trend"][-1]["week"] == "2026-W47"
     assert body["trend"][-1]["covered_ratio"] == body["totals"]["covered_ratio"]
     assert body["need_labels"]["shelter"] == "hébergement / 115"
+    # Two walks of five minutes, at 22:00 and 23:00.
+    assert one["presence_hours"] == pytest.approx(600 / 3600, abs=0.01)
+    assert one["night_hours"]["22h"] == pytest.approx(300 / 3600, abs=0.01)
+    assert one["night_hours"]["23h"] == pytest.approx(300 / 3600, abs=0.01)
+    assert body["totals"]["presence_hours"] == pytest.approx(1200 / 3600, abs=0.01)
 
 
 def test_its_figures_agree_with_the_coverage_endpoint(api_as, planner, week47):

@@ -10,33 +10,12 @@ from playwright.sync_api import expect
 
 from maraudes.models import Role
 from tests.browser.harness import ARTIFACTS, artifact_path
-from tests.factories import TeamFactory, ZoneFactory, tile, user_with_role
-from tests.zones.test_reports import A_X, A_Y, B_X, B_Y, meet, paris, walk
+from tests.factories import TeamFactory, user_with_role
+from tests.support.reports import make_week47
 from zones.reports import week_current, week_last_complete
 
 # Printable width of an A4 page with the stylesheet's 10 mm side margins, in CSS pixels.
 A4_PRINTABLE_PX = round((210 - 20) / 25.4 * 96)
-
-
-def make_week47() -> None:
-    """Week 2026-W47 over three quartiers: zone 1 walked twice, zone 2 once, zone 10 never;
-    people met: 2 + 4 in zone 1, 1 in zone 2."""
-    ZoneFactory(code="1", name="Saint-Germain-l'Auxerrois", kind="quartier", geom=tile(0, 0))
-    ZoneFactory(code="2", name="Halles", kind="quartier", geom=tile(1, 0))
-    ZoneFactory(code="10", name="Élysée", kind="quartier", geom=tile(2, 0))
-    ZoneFactory(code="75101", name="Paris 1er", kind="arrondissement", geom=tile(0, 1))
-    team, other = TeamFactory(), TeamFactory()
-    first = walk(team, start=paris(2026, 11, 17, 22), x=A_X, y=A_Y)
-    walk(other, start=paris(2026, 11, 17, 23), x=A_X, y=A_Y + 300)
-    second = walk(team, start=paris(2026, 11, 19, 21, 30), x=B_X, y=B_Y, n=61)
-    meet(first, at=paris(2026, 11, 17, 22, 2), x=A_X + 50, y=A_Y, people=2, needs=["food"])
-    meet(first, at=paris(2026, 11, 17, 22, 4), x=A_X + 80, y=A_Y, people=4, needs=["shelter"])
-    meet(second, at=paris(2026, 11, 19, 21, 32), x=B_X + 30, y=B_Y, people=1, needs=["food"])
-
-
-@pytest.fixture
-def week47(db):
-    make_week47()
 
 
 def client_for(role: str) -> Client:

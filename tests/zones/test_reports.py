@@ -1,25 +1,24 @@
 """The weekly report selector (zones.reports): weeks of service days, agreement with the
 coverage selectors, presence, the October clock change, an empty week, small counts.
 
-`walk` and `meet` are used by the API and page tests too.
+The walks and encounters come from tests.support.reports, shared with the API and page tests.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from maraudes.fixes import Fix
-from maraudes.models import Need, Shift, Team
-from maraudes.services import encounter_create, shift_start
-from tests.factories import ORIGIN_X, ORIGIN_Y, PARIS, TeamFactory, ZoneFactory, tile
-from tests.support.paris import to_wgs84
+from maraudes.models import Need
+from maraudes.services import positions_purge
+from tests.factories import PARIS, TeamFactory, ZoneFactory, tile
+from tests.support.reports import A_X, A_Y, B_X, B_Y, meet, paris, walk
 from zones.reports import (
     HOUR_BANDS,
     TREND_WEEKS,
     IsoWeek,
+    NeedFigures,
     ReportParamError,
     count_shown,
     kind_param,
@@ -29,60 +28,11 @@ from zones.reports import (
     weekly_white_zones,
 )
 from zones.selectors import zones_coverage
-from zones.services import track_ingest
+from zones.services import coverage_rebuild
 
 # Friday 27 November 2026, 12:00 in Paris: week 48 is in progress, week 47 the last complete.
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=PARIS)
 W47 = IsoWeek(2026, 47)  # Monday 16 to Sunday 22 November 2026
-
-
-def walk(
-    team: Team,
-    *,
-    start: datetime,
-    x: float,
-    y: float,
-    n: int = 31,
-    every_s: int = 10,
-    dx: float = 10.0,
-    dy: float = 0.0,
-    shift: Shift | None = None,
-) -> Shift:
-    """`n` fixes `every_s` seconds apart from (x, y) in Lambert-93, `dx`/`dy` metres each."""
-    if shift is None:
-        shift = shift_start(team=team, by=None, started_at=start - timedelta(minutes=1)).shift
-    transformer = to_wgs84()
-    fixes = []
-    for i in range(n):
-        lon, lat = transformer.transform(x + dx * i, y + dy * i)
-        fixes.append(
-            Fix(t=start + timedelta(seconds=every_s * i), lon=lon, lat=lat, accuracy=5, index=i)
-        )
-    track_ingest(shift=shift, fixes=fixes)
-    return shift
-
-
-def meet(shift: Shift, *, at: datetime, x: float, y: float, people: int, needs=()) -> None:
-    lon, lat = to_wgs84().transform(x, y)
-    encounter_create(
-        client_id=uuid.uuid4(),
-        shift=shift,
-        seen_at=at,
-        lon=lon,
-        lat=lat,
-        people_count=people,
-        needs=list(needs),
-    )
-
-
-def paris(*args: int) -> datetime:
-    return datetime(*args, tzinfo=PARIS)
-
-
-# Inside tile (0, 0), 500 m north of its south edge.
-A_X, A_Y = ORIGIN_X + 200, ORIGIN_Y + 500
-# Inside tile (1, 0).
-B_X, B_Y = ORIGIN_X + 1_300, ORIGIN_Y + 500
 
 
 @pytest.fixture
@@ -235,6 +185,25 @@ def test_the_territory_totals_count_each_shift_and_encounter_once(week_data):
     assert totals.last_visit == date(2026, 11, 19)
 
 
+def test_an_encounter_in_two_zones_counts_for_each_and_once_for_the_territory(zones):
+    ZoneFactory(code="11", name="Recouvrement", kind="quartier", geom=tile(0, 0, size=600))
+    shift = walk(TeamFactory(), start=paris(2026, 11, 17, 22), x=A_X, y=A_Y)
+    meet(
+        shift, at=paris(2026, 11, 17, 22, 1), x=A_X + 50, y=A_Y, people=3, needs=["food", "health"]
+    )
+    meet(shift, at=paris(2026, 11, 17, 22, 3), x=B_X, y=B_Y, people=1, needs=["food"])
+
+    report = weekly_report(week=W47, kind="quartier", now=NOW)
+
+    by_code = {r.code: r for r in report.rows}
+    assert [by_code[c].encounters for c in ("1", "11", "2", "10")] == [1, 1, 1, 0]
+    assert by_code["11"].needs["health"] == NeedFigures(encounters=1, people=3)
+    assert (report.totals.encounters, report.totals.people) == (2, 4)
+    assert report.totals.needs["food"] == NeedFigures(encounters=2, people=4)
+    assert report.totals.needs["health"] == NeedFigures(encounters=1, people=3)
+    assert report.totals.needs["shelter"] == NeedFigures()
+
+
 def test_presence_is_the_time_between_consecutive_fixes_in_the_zone(week_data):
     one, two, ten = weekly_report(week=W47, kind="quartier", now=NOW).rows
 
@@ -371,13 +340,42 @@ def test_the_trend_gives_the_covered_share_of_the_territory_over_eight_weeks(zon
     assert shares[7] == pytest.approx(report.totals.covered_ratio)
 
 
-def test_presence_of_a_week_whose_fixes_were_purged_is_unknown(week_data):
+def test_presence_outlives_the_purge_of_the_raw_fixes(week_data):
     later = NOW + timedelta(days=120)
+    before = weekly_report(week=W47, kind="quartier", now=NOW)
 
+    assert positions_purge(now=later) > 0
     report = weekly_report(week=W47, kind="quartier", now=later)
 
-    assert not report.presence_available
-    assert report.rows[0].covered_m2 > 0  # coverage is kept
+    assert [r.presence_s for r in report.rows] == pytest.approx([600, 600, 0])
+    assert [r.bands_s for r in report.rows] == [r.bands_s for r in before.rows]
+    assert report.rows[0].covered_m2 == pytest.approx(before.rows[0].covered_m2)
+
+
+def test_presence_counts_for_the_zones_of_the_kind_asked_for(zones):
+    ZoneFactory(code="A", kind="secteur", geom=tile(0, 0, size=2000))
+    team = TeamFactory()
+    walk(team, start=paris(2026, 11, 17, 22), x=A_X, y=A_Y)
+    walk(team, start=paris(2026, 11, 19, 21, 30), x=B_X, y=B_Y, n=61)
+
+    (sector,) = weekly_report(week=W47, kind="secteur", now=NOW).rows
+    one, two, _ten = weekly_report(week=W47, kind="quartier", now=NOW).rows
+
+    assert (one.presence_s, two.presence_s) == pytest.approx((300, 600))
+    assert sector.presence_s == pytest.approx(900)  # both walks, each interval once
+
+
+def test_a_zone_drawn_after_the_fixes_gets_its_presence_from_coverage_rebuild(week_data):
+    ZoneFactory(code="A", kind="secteur", geom=tile(0, 0, size=2000))
+    assert weekly_report(week=W47, kind="secteur", now=NOW).rows[0].presence_s == 0
+
+    coverage_rebuild(day_from=W47.first_day, day_to=W47.last_day)
+
+    (sector,) = weekly_report(week=W47, kind="secteur", now=NOW).rows
+    assert sector.presence_s == pytest.approx(1200)
+    assert [r.presence_s for r in weekly_report(week=W47, kind="quartier", now=NOW).rows] == (
+        pytest.approx([600, 600, 0])
+    )
 
 
 def test_a_week_in_progress_is_not_complete(zones):
