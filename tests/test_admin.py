@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
-from maraudes.models import Encounter, Event, Membership, Organization, Position, Shift, Team
 from tests.factories import UserFactory, ZoneFactory
-from zones.models import Assignment, CoveragePiece, Zone, ZoneDayCoverage, ZonePresence
 
-MODELS = [
-    Organization, Team, Membership, Shift, Position, Encounter, Event,
-    Zone, Assignment, CoveragePiece, ZoneDayCoverage, ZonePresence,
-]  # fmt: skip
+# Every model of the project's apps, found rather than listed: a new model without an admin
+# page fails here.
+MODELS = [model for app in ("maraudes", "zones") for model in apps.get_app_config(app).get_models()]
 
 
 @pytest.fixture

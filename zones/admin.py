@@ -2,7 +2,14 @@ from django.contrib import admin
 from leaflet.admin import LeafletGeoAdmin
 
 from maraudes.admin import ReadOnlyAdminMixin
-from zones.models import Assignment, CoveragePiece, Zone, ZoneDayCoverage, ZonePresence
+from zones.models import (
+    Assignment,
+    CoveragePiece,
+    Zone,
+    ZoneDayCoverage,
+    ZonePresence,
+    ZoneWeekWhite,
+)
 
 
 @admin.register(Zone)
@@ -53,3 +60,15 @@ class ZonePresenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["zone", "shift", "shift__team"]
     raw_id_fields = ["zone", "shift"]
     readonly_fields = ["zone", "shift", "day", "hour", "seconds"]
+
+
+@admin.register(ZoneWeekWhite)
+class ZoneWeekWhiteAdmin(ReadOnlyAdminMixin, LeafletGeoAdmin):
+    """Read-only: the white part of a zone over the 7 days ending on `last_day`, kept as
+    pieces arrive (coverage_rebuild recomputes it)."""
+
+    list_display = ["last_day", "zone", "white_m2", "updated_at"]
+    list_filter = ["zone__kind"]
+    date_hierarchy = "last_day"
+    list_select_related = ["zone"]
+    readonly_fields = ["zone", "last_day", "white_m2", "updated_at"]
