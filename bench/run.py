@@ -344,8 +344,7 @@ def server_start(database_url: str, port: int, workers: int, log: Path) -> subpr
     """uvicorn with `workers` on `port`, as in production (DEBUG off, psycopg's pool)."""
     env = django_env(database_url, DEBUG="false", SECRET_KEY=BENCH_SECRET_KEY)
     env.pop("DB_POOL", None)  # the server runs as in production: psycopg's pool under ASGI
-    health = "/api/v1/zones/?kind=none"
-    return uvicorn_start(env=env, log=log, workers=workers, port=port, health=health).process
+    return uvicorn_start(env=env, log=log, workers=workers, port=port).process
 
 
 def server_stop(process: subprocess.Popen) -> None:

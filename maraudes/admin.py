@@ -1,7 +1,16 @@
 from django.contrib import admin
 from leaflet.admin import LeafletGeoAdmin
 
-from maraudes.models import Encounter, Event, Membership, Organization, Position, Shift, Team
+from maraudes.models import (
+    CoverageBacklog,
+    Encounter,
+    Event,
+    Membership,
+    Organization,
+    Position,
+    Shift,
+    Team,
+)
 
 
 class ReadOnlyAdminMixin:
@@ -75,4 +84,14 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["type"]
     date_hierarchy = "created_at"
     list_select_related = ["team"]
+    show_full_result_count = False
+
+
+@admin.register(CoverageBacklog)
+class CoverageBacklogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Tracker points stored but not yet covered (zones.catchup drains them within seconds)."""
+
+    list_display = ["shift", "recorded_at"]
+    raw_id_fields = ["shift"]
+    list_select_related = ["shift", "shift__team"]
     show_full_result_count = False

@@ -329,3 +329,23 @@ class Event(models.Model):
 
     def as_message(self) -> dict:
         return {"seq": self.seq, "type": self.type, **self.data}
+
+
+class CoverageBacklog(models.Model):
+    """A stored fix whose coverage is not computed yet: tracker requests only store their
+    points and queue them here, in the same transaction; zones.catchup drains the queue in
+    batches across shifts. The fix itself stays in maraudes_position (read by its key)."""
+
+    # The unique (shift, recorded_at) index serves the cascade: no index of its own.
+    shift = models.ForeignKey(Shift, on_delete=models.CASCADE, related_name="+", db_index=False)
+    recorded_at = models.DateTimeField(_("heure du point"))
+
+    class Meta:
+        verbose_name = _("point en attente de couverture")
+        verbose_name_plural = _("points en attente de couverture")
+        constraints = [
+            models.UniqueConstraint(fields=["shift", "recorded_at"], name="backlog_unique_fix"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shift_id} @ {self.recorded_at:%Y-%m-%d %H:%M:%S}"

@@ -209,6 +209,11 @@ SHIFT_MAX_HOURS = env_float("SHIFT_MAX_HOURS", 12.0, minimum=1)
 POSITION_RETENTION_DAYS = env_int("POSITION_RETENTION_DAYS", 60, minimum=1)
 MAX_FIXES_PER_REQUEST = env_int("MAX_FIXES_PER_REQUEST", 5000, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
+# How tracker points reach coverage (zones/catchup.py): "background", a thread in each worker
+# process drains the queue after the request answered; "inline", in the request, after commit.
+TRACKER_COVERAGE = env_str("TRACKER_COVERAGE", "background")
+if TRACKER_COVERAGE not in {"background", "inline"}:
+    raise ValueError(f"TRACKER_COVERAGE={TRACKER_COVERAGE!r}: expected background or inline")
 
 # --- Demo -----------------------------------------------------------------------------------
 DEMO_PASSWORD = env_str("DEMO_PASSWORD", "maraudes-demo")

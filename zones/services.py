@@ -281,9 +281,17 @@ def _neighbours(groups: Sequence[_ShiftDay]) -> None:
                    WITH ORDINALITY AS b(shift, start, stop, first, x0, y0, x1, y1, r, i)
             ), n AS (
               SELECT b.i, b.x0, b.y0, b.x1, b.y1, b.r,
+                -- fixes still queued for the tracker catch-up are left out: they will be
+                -- placed when their turn comes (a later one appends, an earlier one
+                -- recomputes the shift-day), so one that arrived a moment ago does not turn
+                -- this append into a recompute
                 (SELECT count(*) FROM maraudes_position p
                    WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
-                     AND p.recorded_at > b.first AND p.recorded_at < b.stop) AS later,
+                     AND p.recorded_at > b.first AND p.recorded_at < b.stop
+                     AND NOT EXISTS (
+                       SELECT 1 FROM maraudes_coveragebacklog q
+                       WHERE q.shift_id = p.shift_id AND q.recorded_at = p.recorded_at)
+                ) AS later,
                 prev.recorded_at, ST_X(prev.point) AS x, ST_Y(prev.point) AS y
               FROM b
               LEFT JOIN LATERAL (

@@ -10,10 +10,13 @@ from urllib.parse import urlencode, urlparse
 
 import pytest
 from django.contrib.gis.geos import MultiPolygon, Polygon
-from django.test import Client
+from django.db import OperationalError, connection
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from maraudes.models import Position, Role
+from maraudes.fixes import Fix
+from maraudes.models import CoverageBacklog, Event, Position, Role
 from maraudes.services import TRACKER_GRACE, tracker_token_new
 from maraudes.trackers import KNOT_MS
 from tests.factories import ShiftFactory, TeamFactory, ZoneFactory, user_with_role
@@ -22,6 +25,14 @@ from zones.models import CoveragePiece, ZoneDayCoverage
 pytestmark = pytest.mark.django_db
 
 NOTRE_DAME = (2.3499, 48.853)
+
+
+@pytest.fixture(autouse=True)
+def coverage_inline(settings):
+    """Coverage follows in the request (TRACKER_COVERAGE=inline): these tests run inside a
+    transaction that a background drainer's own connection could not see.
+    tests/zones/test_catchup.py covers the background drainer."""
+    settings.TRACKER_COVERAGE = "inline"
 
 
 @pytest.fixture
@@ -512,11 +523,98 @@ def test_the_setup_card_needs_a_login(api, token, shift):
     assert response.status_code in (401, 403)
 
 
-def test_a_deadlock_between_concurrent_coverage_updates_is_retried(
+# --- Coverage follows the stored point (zones.catchup) --------------------------------------
+
+
+def test_the_request_stores_queues_and_coverage_follows(client, token, shift, notre_dame_zone):
+    response = post_traccar9(client, traccar9_body(token))
+
+    assert response.status_code == 200
+    assert ZoneDayCoverage.objects.filter(zone=notre_dame_zone).exists()
+    assert not CoverageBacklog.objects.exists()  # drained (inline here)
+
+
+def test_a_live_position_follows_the_point(
+    client, token, shift, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks():
+        post_traccar9(client, traccar9_body(token, seconds_ago=30))
+
+    event = Event.objects.get(type="position")
+    assert (event.data["shift"], event.data["lon"], event.data["lat"]) == (shift.pk, *NOTRE_DAME)
+    assert event.data["accuracy"] == 8.5
+
+
+def test_a_failed_coverage_update_keeps_the_point_queued_and_still_answers_200(
     client, token, shift, monkeypatch
 ):
+    import zones.catchup
+
+    def deadlocked(batches):
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(zones.catchup, "coverage_update_many", deadlocked)
+
+    response = post_traccar9(client, traccar9_body(token))
+
+    assert response.status_code == 200  # the point is stored: the tracker must not resend
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    assert Position.objects.filter(shift=shift).count() == 1
+    assert CoverageBacklog.objects.filter(shift=shift).count() == 1
+
+
+def test_in_background_mode_the_request_wakes_the_drainer_after_commit(
+    client, token, shift, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    import zones.catchup
+
+    settings.TRACKER_COVERAGE = "background"
+    nudges = []
+    monkeypatch.setattr(zones.catchup._runner, "nudge", lambda: nudges.append(1))
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = post_traccar9(client, traccar9_body(token))
+
+    assert response.status_code == 200
+    assert CoverageBacklog.objects.filter(shift=shift).count() == 1
+    assert not nudges  # not before the commit
+    for callback in callbacks:
+        callback()
+    assert nudges == [1]
+
+
+def test_a_duplicate_is_not_queued_again(client, token, shift):
+    body = traccar9_body(token, seconds_ago=45)
+    post_traccar9(client, body)
+
+    with CaptureQueriesContext(connection) as queries:
+        again = post_traccar9(client, body)
+
+    assert again.json() == {"accepted": 0, "duplicates": 1}
+    assert not any("coveragebacklog" in q["sql"] for q in queries.captured_queries)
+
+
+def test_a_tracker_request_costs_a_handful_of_queries(client, token, shift):
+    post_traccar9(client, traccar9_body(token, seconds_ago=50))
+
+    with (
+        CaptureQueriesContext(connection) as queries,
+        override_settings(TRACKER_COVERAGE="background"),
+    ):
+        response = post_traccar9(client, traccar9_body(token, seconds_ago=40))
+
+    assert response.status_code == 200
+    # The token's shift, the fix, its place in the queue: no coverage, no event.
+    sql = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("SAVEPOINT")]
+    sql = [q for q in sql if not q.startswith("RELEASE SAVEPOINT")]
+    assert len(sql) == 3, sql
+
+
+# --- GPX imports still update coverage in the request (api.trackers.ingest) -----------------
+
+
+def test_a_deadlock_between_concurrent_coverage_updates_is_retried(shift, monkeypatch):
     import psycopg.errors
-    from django.db import OperationalError
 
     import api.trackers
     from zones.services import track_ingest
@@ -534,16 +632,14 @@ def test_a_deadlock_between_concurrent_coverage_updates_is_retried(
 
     monkeypatch.setattr(api.trackers, "track_ingest", deadlocking_once)
 
-    response = post_traccar9(client, traccar9_body(token))
+    recorded = api.trackers.ingest(shift=shift, fixes=[notre_dame_fix()], source="gpx")
 
-    assert response.status_code == 200
+    assert len(recorded.accepted) == 1
     assert len(calls) == 2
     assert Position.objects.filter(shift=shift).count() == 1
 
 
-def test_other_database_errors_are_not_retried(client, token, shift, monkeypatch):
-    from django.db import OperationalError
-
+def test_other_database_errors_are_not_retried(shift, monkeypatch):
     import api.trackers
 
     calls = []
@@ -553,7 +649,12 @@ def test_other_database_errors_are_not_retried(client, token, shift, monkeypatch
         raise OperationalError("server closed the connection")
 
     monkeypatch.setattr(api.trackers, "track_ingest", broken)
-    client.raise_request_exception = False
 
-    assert post_traccar9(client, traccar9_body(token)).status_code == 500
+    with pytest.raises(OperationalError):
+        api.trackers.ingest(shift=shift, fixes=[notre_dame_fix()], source="gpx")
     assert len(calls) == 1
+
+
+def notre_dame_fix() -> Fix:
+    t = timezone.now() - timedelta(seconds=30)
+    return Fix(t=t, lon=NOTRE_DAME[0], lat=NOTRE_DAME[1], accuracy=8, speed=None, heading=None)
