@@ -69,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: the whole chain in sync mode, in one thread (see its docstring).
+    "api.middleware.SyncChainMiddleware",
 ]
 
 ROOT_URLCONF = "maraudes.urls"
