@@ -76,3 +76,15 @@ def week47(db):
     from tests.support.reports import make_week47
 
     make_week47()
+
+
+@pytest.fixture(autouse=True)
+def language_reset():
+    """A request with Accept-Language activates its language in the thread that served it (as
+    LocaleMiddleware does), and the test client serves in this thread: each test starts and
+    ends in the default language, whatever the previous one asked for."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
