@@ -9,13 +9,17 @@ functions shared by this module and the consumers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -122,9 +126,44 @@ def send(event: Event) -> None:
     send_all([event])
 
 
+# A long-lived plain thread (the tracker drainer, zones.catchup) sends through the server's
+# event loop: the channel layer keeps state per event loop (channels-redis: connections,
+# receive locks), and sending from loops of its own, one per async_to_sync call, made the
+# server's consumers die on Redis read timeouts.
+_through = threading.local()
+SEND_TIMEOUT_S = 10
+
+
+@contextmanager
+def sending_through(loop: asyncio.AbstractEventLoop | None) -> Iterator[None]:
+    """Within the block, this thread's events are sent by `loop` (the server's), when it
+    runs; else as usual."""
+    _through.loop = loop
+    try:
+        yield
+    finally:
+        _through.loop = None
+
+
+def server_loop() -> asyncio.AbstractEventLoop | None:
+    """The server's event loop, seen from its own thread or from a thread it handed sync
+    work to (asgiref records it there); None outside a server (tests, commands)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    if getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) == os.getpid():
+        return getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    return None
+
+
 def send_all(events: Sequence[Event]) -> None:
     layer = get_channel_layer()
     if layer is None or not events:
+        return
+    loop = getattr(_through, "loop", None)
+    if loop is not None and loop.is_running():
+        asyncio.run_coroutine_threadsafe(_send_all(layer, events), loop).result(SEND_TIMEOUT_S)
         return
     async_to_sync(_send_all)(layer, events)
 

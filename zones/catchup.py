@@ -60,6 +60,7 @@ crash (the queue is durable; any later tracker request drains it too).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -327,8 +328,13 @@ class _Runner:
         self._start = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._server_loop: asyncio.AbstractEventLoop | None = None
 
     def nudge(self) -> None:
+        loop = realtime.server_loop()
+
+        if loop is not None:
+            self._server_loop = loop  # the drainer's events go out through it
         self._wake.set()
         if not self._running():
             with self._start:
@@ -349,7 +355,8 @@ class _Runner:
             self._wake.wait()
             self._wake.clear()
             try:
-                coverage_drain()
+                with realtime.sending_through(self._server_loop):
+                    coverage_drain()
                 backoff = 0.0
             except Exception:
                 backoff = min(max(backoff * 2, 1.0), self.MAX_BACKOFF_S)

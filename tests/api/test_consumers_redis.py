@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from urllib.parse import quote
 from urllib.request import Request, urlopen
 
@@ -22,7 +23,8 @@ from rest_framework.authtoken.models import Token
 
 from bench.server import Server, django_env, uvicorn_start
 from maraudes.models import Role
-from tests.factories import TeamFactory, user_with_role
+from tests.factories import ORIGIN_X, ORIGIN_Y, TeamFactory, ZoneFactory, tile, user_with_role
+from tests.support.paris import to_wgs84
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,6 +33,8 @@ REDIS_PORT = int(os.environ.get("MARAUDES_REDIS_PORT", "56379"))
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/2"
 TIMEOUT = 10
 STARTUP_S = 30
+# Longer than channels-redis's blocking pop (5 s).
+QUIET_S = 7
 
 
 def redis_required() -> None:
@@ -74,11 +78,12 @@ def workers(transactional_db, tmp_path) -> Iterator[list[str]]:
             server.stop()
 
 
-def _post(base: str, path: str, body: dict, token: str) -> dict:
+def _post(base: str, path: str, body: dict, token: str | None) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Token {token}"
     request = Request(  # noqa: S310 - our own loopback workers
-        f"{base}{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        f"{base}{path}", data=json.dumps(body).encode(), headers=headers
     )
     with urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
         return json.load(response)
@@ -120,3 +125,59 @@ def test_an_event_written_through_one_worker_reaches_a_client_of_the_other(worke
         ended = json.loads(ws.recv(timeout=TIMEOUT))
         assert ended["type"] == "shift_ended" and ended["shift"] == shift["id"]
         assert ended["seq"] > last_seen
+
+
+def test_a_tracker_point_reaches_a_client_of_the_other_worker_once_coverage_followed(workers):
+    # Production's path for trackers: worker A stores the point and answers; its drainer
+    # thread updates coverage and publishes from that thread, through Redis, to a coordinator
+    # watching worker B.
+    from websockets.sync.client import connect
+
+    worker_a, worker_b = workers
+    team = TeamFactory()
+    zone = ZoneFactory(geom=tile(0, 0))
+    phone = Token.objects.create(user=user_with_role(Role.FIELD, team=team)).key
+    desk = Token.objects.create(user=user_with_role(Role.COORDINATOR)).key
+    shift = _post(worker_a, "/api/v1/shifts/", {"team": team.pk}, phone)
+    lon, lat = to_wgs84().transform(ORIGIN_X + 500, ORIGIN_Y + 500)
+    point = {
+        "location": {
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "coords": {"latitude": lat, "longitude": lon, "accuracy": 5.0, "speed": 1.0},
+            "battery": {"level": 0.8},
+        },
+        "device_id": shift["tracker_token"],
+    }
+    url_b = worker_b.replace("http://", "ws://") + f"/ws/live/?token={desk}"
+
+    with connect(url_b, origin=worker_b, open_timeout=TIMEOUT) as ws:
+        assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
+        stored = _post(worker_a, "/api/v1/track/", point, token=None)
+
+        received = {}
+        while len(received) < 2:  # in either order
+            message = json.loads(ws.recv(timeout=TIMEOUT))
+            if message["type"] in ("position", "coverage_changed"):
+                received[message["type"]] = message
+        position, changed = received["position"], received["coverage_changed"]
+
+    assert stored["accepted"] == 1
+    assert position["shift"] == shift["id"]
+    assert position["lon"] == pytest.approx(lon, abs=1e-6)
+    assert [z["zone"] for z in changed["zones"]] == [zone.pk]
+    assert changed["zones"][0]["covered_m2"] > 30_000  # a lone fix covers a 100 m disc
+
+
+def test_a_quiet_coordinator_socket_stays_open_longer_than_the_layers_blocking_read(workers):
+    # The layer waits for messages with a blocking pop of 5 s; a client-side socket timeout
+    # as short (redis-py 8's default) killed every websocket after 5 quiet seconds.
+    from websockets.sync.client import connect
+
+    worker = workers[0]
+    desk = Token.objects.create(user=user_with_role(Role.COORDINATOR)).key
+    url = worker.replace("http://", "ws://") + f"/ws/live/?token={desk}"
+    with connect(url, origin=worker, open_timeout=TIMEOUT) as ws:
+        assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
+        with pytest.raises(TimeoutError):  # nothing to say, and still open
+            ws.recv(timeout=QUIET_S)
+        ws.ping().wait(TIMEOUT)
