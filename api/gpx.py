@@ -24,10 +24,10 @@ from rest_framework.views import APIView
 
 from api.parsers import PayloadTooLarge, too_large
 from api.serializers import ErrorSerializer
-from api.trackers import ingest
 from maraudes.gpx import GpxError, parse_gpx
 from maraudes.models import PositionSource, Role, Shift
 from maraudes.roles import COORDINATION, user_has_role, user_roles, user_team_ids
+from zones.services import track_ingest
 
 # The answer lists this many refused points at most (a whole day's file outside the shift
 # would list thousands); `rejected_count` says how many there were.
@@ -121,7 +121,7 @@ class ShiftGpxApi(APIView):
             parsed = parse_gpx(data)
         except GpxError as exc:
             raise ParseError(str(exc)) from None
-        recorded = ingest(shift=shift, fixes=parsed.fixes, source=PositionSource.GPX)
+        recorded = track_ingest(shift=shift, fixes=parsed.fixes, source=PositionSource.GPX)
         rejected = sorted([*parsed.rejected, *recorded.rejected], key=lambda r: r.index)
         body = {
             "accepted": len(recorded.accepted),

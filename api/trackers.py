@@ -30,18 +30,14 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
-import psycopg.errors
 import segno
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import OperationalError, close_old_connections
+from django.db import close_old_connections
 from django.utils import translation
 from django.utils.translation.trans_real import parse_accept_lang_header
 from drf_spectacular.types import OpenApiTypes
@@ -63,39 +59,16 @@ from rest_framework.views import APIView
 from api.parsers import BoundedLenientJSONParser, PayloadTooLarge
 from api.serializers import ErrorSerializer, StrictSerializer
 from maraudes import services
-from maraudes.fixes import Fix
 from maraudes.models import Role, Shift, TeamMode
 from maraudes.roles import COORDINATION, user_has_role, user_roles, user_team_ids
 from maraudes.services import PositionsRecorded, TrackerTokenExpired, TrackerTokenUnknown
 from maraudes.trackers import TrackerError, TrackerPoints, is_json, parse_query, parse_traccar_json
 from zones.catchup import track_store
-from zones.services import track_ingest
 
 # One Traccar point is about 500 bytes; a batch of MAX_LOCATIONS fits well within this.
 MAX_TRACKER_BODY = 512 * 1024
-# GPX imports (api.gpx) update coverage in the request. Concurrent coverage updates of
-# neighbouring zones can deadlock in PostgreSQL (two transactions upserting the same
-# zone-days in a different order): the loser's transaction is rolled back whole, so running
-# it again is safe. A 500 is nobody's answer.
-INGEST_ATTEMPTS = 3
 
 log = logging.getLogger(__name__)
-
-
-def ingest(*, shift: Shift, fixes: Sequence[Fix], source: str) -> PositionsRecorded:
-    """zones.services.track_ingest, run again when PostgreSQL broke a deadlock against it."""
-    for attempt in range(1, INGEST_ATTEMPTS + 1):
-        try:
-            return track_ingest(shift=shift, fixes=fixes, source=source)
-        except OperationalError as exc:
-            transient = isinstance(
-                exc.__cause__, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
-            )
-            if not transient or attempt == INGEST_ATTEMPTS:
-                raise
-            log.warning("track_ingest for shift %s: %s; attempt %d", shift.pk, exc, attempt + 1)
-            time.sleep(random.uniform(0.005, 0.05) * attempt)  # jitter, not security
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class RawBodyParser(BaseParser):

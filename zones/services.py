@@ -15,7 +15,10 @@ their pieces. Both paths give the same coverage as `coverage_rebuild`.
 
 from __future__ import annotations
 
+import logging
 import os
+import random
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +33,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from psycopg.errors import DeadlockDetected
+from psycopg.errors import DeadlockDetected, SerializationFailure
 from shapely.geometry import MultiPolygon
 
 from maraudes import realtime
@@ -41,6 +44,12 @@ from maraudes.services import PositionsRecorded, StoredFix, positions_record
 from zones.geometry import TrackFix, as_multipolygon, track_coverage
 from zones.models import WEEK_DAYS, Assignment, Zone, ZoneDayCoverage
 from zones.presence import presence_add_many, presence_rebuild, presence_replace
+
+log = logging.getLogger(__name__)
+
+# A batch rolled back by a deadlock or a serialisation failure is run again, up to this many
+# times in all.
+INGEST_ATTEMPTS = 3
 
 # Union/intersection results kept valid without paying for MakeValid when they already are.
 _VALID = "CASE WHEN ST_IsValid({g}) THEN {g} ELSE ST_MakeValid({g}) END"
@@ -65,18 +74,22 @@ def track_ingest(
 ) -> PositionsRecorded:
     """Store a batch of fixes and bring coverage up to date, in one transaction.
 
-    Rows shared between shifts are locked in zone order, so concurrent batches wait for each
-    other instead of deadlocking; should PostgreSQL still pick a victim, the whole batch is
-    retried (it rolled back whole), unless the caller holds an outer transaction.
+    Writers take their locks in one order (shifts, then zones), so concurrent batches wait
+    for each other instead of deadlocking; should PostgreSQL still pick a victim (or fail a
+    serialisation), the whole batch rolled back and is run again after a short random wait,
+    unless the caller holds an outer transaction (which the failure aborted too).
     """
-    attempts = 1 if connection.in_atomic_block else 3
+    attempts = 1 if connection.in_atomic_block else INGEST_ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:
             return _track_ingest(shift=shift, fixes=fixes, source=source)
         except OperationalError as exc:
-            if attempt == attempts or not isinstance(exc.__cause__, DeadlockDetected):
+            transient = isinstance(exc.__cause__, DeadlockDetected | SerializationFailure)
+            if not transient or attempt == attempts:
                 raise
-    raise AssertionError("unreachable")
+            log.warning("track_ingest for shift %s: %s; attempt %d", shift.pk, exc, attempt + 1)
+            time.sleep(random.uniform(0.005, 0.05) * attempt)  # jitter, not security
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _track_ingest(*, shift: Shift, fixes: Sequence[Fix], source: str) -> PositionsRecorded:

@@ -610,51 +610,6 @@ def test_a_tracker_request_costs_a_handful_of_queries(client, token, shift):
     assert len(sql) == 3, sql
 
 
-# --- GPX imports still update coverage in the request (api.trackers.ingest) -----------------
-
-
-def test_a_deadlock_between_concurrent_coverage_updates_is_retried(shift, monkeypatch):
-    import psycopg.errors
-
-    import api.trackers
-    from zones.services import track_ingest
-
-    calls = []
-
-    def deadlocking_once(**kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            try:
-                raise psycopg.errors.DeadlockDetected("deadlock detected")
-            except psycopg.errors.DeadlockDetected as cause:
-                raise OperationalError("deadlock detected") from cause
-        return track_ingest(**kwargs)
-
-    monkeypatch.setattr(api.trackers, "track_ingest", deadlocking_once)
-
-    recorded = api.trackers.ingest(shift=shift, fixes=[notre_dame_fix()], source="gpx")
-
-    assert len(recorded.accepted) == 1
-    assert len(calls) == 2
-    assert Position.objects.filter(shift=shift).count() == 1
-
-
-def test_other_database_errors_are_not_retried(shift, monkeypatch):
-    import api.trackers
-
-    calls = []
-
-    def broken(**kwargs):
-        calls.append(1)
-        raise OperationalError("server closed the connection")
-
-    monkeypatch.setattr(api.trackers, "track_ingest", broken)
-
-    with pytest.raises(OperationalError):
-        api.trackers.ingest(shift=shift, fixes=[notre_dame_fix()], source="gpx")
-    assert len(calls) == 1
-
-
 def notre_dame_fix() -> Fix:
     t = timezone.now() - timedelta(seconds=30)
     return Fix(t=t, lon=NOTRE_DAME[0], lat=NOTRE_DAME[1], accuracy=8, speed=None, heading=None)

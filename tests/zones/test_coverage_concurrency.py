@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable
 from datetime import date, timedelta
 
+import psycopg.errors
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from shapely.geometry import LineString
 
 import zones.services as zone_services
 from maraudes.fixes import Fix
-from maraudes.models import Shift
+from maraudes.models import Position, Shift
 from tests.factories import ORIGIN_X, ORIGIN_Y, ShiftFactory, ZoneFactory, paris_time, tile
 from tests.support.paris import to_wgs84
 from zones.geometry import QUAD_SEGS
@@ -157,3 +158,54 @@ def test_two_batches_of_one_shift_are_joined_in_time_order(monkeypatch):
     )
     covered = ZoneDayCoverage.objects.get(zone=zone).covered_m2
     assert covered == pytest.approx(whole_line.area, rel=0.002)
+
+
+# --- Should PostgreSQL still pick a victim, the batch is run again --------------------------
+
+
+def deadlock() -> OperationalError:
+    try:
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+    except psycopg.errors.DeadlockDetected as cause:
+        try:
+            raise OperationalError("deadlock detected") from cause
+        except OperationalError as exc:
+            return exc
+
+
+def test_a_batch_rolled_back_by_a_deadlock_is_run_again(monkeypatch):
+    shift = ShiftFactory(started_at=paris_time(2026, 11, 20, 20, 0))
+    fixes = walk(ORIGIN_X + 200, ORIGIN_Y + 200, paris_time(2026, 11, 20, 21, 0))
+    original = zone_services._track_ingest
+    calls = []
+
+    def deadlocking_once(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise deadlock()
+        return original(**kwargs)
+
+    monkeypatch.setattr(zone_services, "_track_ingest", deadlocking_once)
+
+    recorded = zone_services.track_ingest(shift=shift, fixes=fixes)
+
+    assert len(recorded.accepted) == len(fixes)
+    assert len(calls) == 2
+    assert Position.objects.filter(shift=shift).count() == len(fixes)
+
+
+def test_other_database_errors_are_not_run_again(monkeypatch):
+    shift = ShiftFactory(started_at=paris_time(2026, 11, 20, 20, 0))
+    calls = []
+
+    def broken(**kwargs):
+        calls.append(1)
+        raise OperationalError("server closed the connection")
+
+    monkeypatch.setattr(zone_services, "_track_ingest", broken)
+
+    with pytest.raises(OperationalError):
+        zone_services.track_ingest(
+            shift=shift, fixes=walk(ORIGIN_X, ORIGIN_Y, paris_time(2026, 11, 20, 21, 0))
+        )
+    assert len(calls) == 1
