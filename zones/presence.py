@@ -37,6 +37,7 @@ import shapely
 from django.conf import settings
 from django.db import connection
 
+from maraudes.db import prepared_cursor
 from zones.geometry import TrackFix, joins
 
 
@@ -105,14 +106,6 @@ ON CONFLICT (zone_id, shift_id, day, hour)
 """
 
 
-def _cursor() -> psycopg.Cursor:
-    """A server-side binding cursor on Django's connection (same transaction): the arrays
-    travel as parameters, and the statement is prepared once per connection (it runs for
-    every batch of fixes)."""
-    connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
-
-
 def _add(cursor: psycopg.Cursor, groups: Sequence[tuple[int, date, Sequence[Interval]]]) -> None:
     """Add the intervals of shift-days ((shift id, day, intervals)...): one statement, none
     when there is no interval."""
@@ -162,7 +155,7 @@ def presence_add_many(
         for shift_id, day, track, speed in batches
     ]
     if any(intervals for _shift, _day, intervals in groups):
-        with _cursor() as cursor:
+        with prepared_cursor() as cursor:
             _add(cursor, groups)
 
 
@@ -171,7 +164,7 @@ def presence_replace(
 ) -> None:
     """The recompute path: `track` is every kept fix of the shift-day, in time order."""
     intervals = track_intervals(track, max_gap_s=max_gap_s, max_speed=max_speed, tz=_tz())
-    with _cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             "DELETE FROM zones_zonepresence WHERE shift_id = %s AND day = %s", [shift_id, day]
         )

@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-import psycopg
 import shapely
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -38,6 +37,7 @@ from shapely.geometry import MultiPolygon
 
 from maraudes import realtime
 from maraudes.days import service_day, service_day_bounds, service_day_sql
+from maraudes.db import prepared_cursor
 from maraudes.fixes import Fix
 from maraudes.models import PositionSource, Shift, Team
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
@@ -226,14 +226,6 @@ _LOCK_SHIFT = 1 << 48
 _LOCK_ZONE = 2 << 48
 
 
-def _prepared_cursor() -> psycopg.Cursor:
-    """A server-side binding cursor on Django's connection (same transaction), for the
-    statements every batch runs: executed with prepare=True, they are planned once per
-    connection instead of at every batch (their CTEs cost milliseconds to plan)."""
-    connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
-
-
 def _lock_shifts(shift_ids: Sequence[int]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -291,7 +283,7 @@ def _neighbours(groups: Sequence[_ShiftDay]) -> None:
         (min(xs := [f.x for f in g.fixes]), min(ys := [f.y for f in g.fixes]), max(xs), max(ys))
         for g in groups
     ]
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             """
             WITH b AS (
@@ -460,7 +452,7 @@ def _pieces_add(
     # in a CASE is computed whatever the branch, hence the array).
     one_or_union = "CASE WHEN cardinality({a}) = 1 THEN {a}[1] ELSE ST_Union({a}) END"
     merged = _POLY.format(g="ST_Union(zones_zonedaycoverage.geom, EXCLUDED.geom)")
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"""
             WITH p AS (
