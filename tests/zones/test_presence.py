@@ -296,7 +296,7 @@ def test_an_interval_counts_for_every_zone_holding_its_midpoint_border_included(
 def count_statements(monkeypatch) -> list[str]:
     """The statements zones.presence sends from now on."""
     statements: list[str] = []
-    real = presence._cursor
+    real = presence.prepared_cursor
 
     class Counting:
         def __init__(self) -> None:
@@ -312,7 +312,7 @@ def count_statements(monkeypatch) -> list[str]:
             statements.append(sql)
             return self.cursor.execute(sql, params, **kwargs)
 
-    monkeypatch.setattr(presence, "_cursor", Counting)
+    monkeypatch.setattr(presence, "prepared_cursor", Counting)
     return statements
 
 
