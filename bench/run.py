@@ -52,7 +52,7 @@ from bench.scenario import (
     ShiftPlan,
     generate,
 )
-from bench.server import django_env, free_port, uvicorn_start
+from bench.server import django_env, uvicorn_start
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
@@ -340,22 +340,6 @@ def bench_service(world: World, shifts: list[ShiftPlan], *, threads: int = 1) ->
 # --- 2. HTTP ingestion ----------------------------------------------------------------------
 
 
-def server_start(database_url: str, port: int, workers: int, log: Path) -> subprocess.Popen:
-    """uvicorn with `workers` on `port`, as in production (DEBUG off, psycopg's pool)."""
-    env = django_env(database_url, DEBUG="false", SECRET_KEY=BENCH_SECRET_KEY)
-    env.pop("DB_POOL", None)  # the server runs as in production: psycopg's pool under ASGI
-    return uvicorn_start(env=env, log=log, workers=workers, port=port).process
-
-
-def server_stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def bench_http(
     world: World, shifts: list[ShiftPlan], *, database_url: str, workers: int, clients: int
 ) -> dict:
@@ -378,9 +362,12 @@ def bench_http(
             }
             jobs[n % clients].append((shift_id, json.dumps(body).encode(), b - a))
     headers = {"Authorization": f"Token {world.token}", "Content-Type": "application/json"}
-    port = free_port()
-    log = Path(tempfile.gettempdir()) / f"maraudes-bench-uvicorn-{port}.log"
-    process = server_start(database_url, port, workers, log)
+    # As in production: DEBUG off, psycopg's pool under ASGI.
+    env = django_env(database_url, DEBUG="false", SECRET_KEY=BENCH_SECRET_KEY)
+    env.pop("DB_POOL", None)
+    log = Path(tempfile.mkstemp(prefix="maraudes-bench-uvicorn-", suffix=".log")[1])
+    server = uvicorn_start(env=env, log=log, workers=workers)
+    port = server.port
     accepted = [0] * clients
     errors: list[str] = []
     latencies: list[float] = []
@@ -416,7 +403,7 @@ def bench_http(
             thread.join()
         elapsed = time.perf_counter() - t0
     finally:
-        server_stop(process)
+        server.stop()
     if errors:
         raise RuntimeError(f"{len(errors)} HTTP errors, first: {errors[0]}")
     sent = sum(n for job in jobs for _, _, n in job)

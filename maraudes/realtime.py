@@ -230,12 +230,6 @@ def position_draft(*, shift: Shift, t: datetime, lon: float, lat: float, accurac
     return Draft("position", data, team_id=shift.team_id)
 
 
-def position(*, shift: Shift, t: datetime, lon: float, lat: float, accuracy: float) -> Event | None:
-    """The team's latest fix, unless one was published for the team less than a second ago."""
-    events = publish_many([position_draft(shift=shift, t=t, lon=lon, lat=lat, accuracy=accuracy)])
-    return events[0] if events else None
-
-
 def encounter_created(encounter: Encounter, *, lon: float, lat: float) -> Event:
     """No note: notes are never shown on shared maps."""
     shift = encounter.shift
