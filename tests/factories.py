@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import factory
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.gis.geos import MultiPolygon, Point, Polygon
+from django.utils import timezone
 
 from maraudes.models import Membership, Organization, Role, Shift, Team, TeamMode
 from maraudes.services import tracker_token_new
@@ -83,6 +84,14 @@ class ShiftFactory(factory.django.DjangoModelFactory):
     team = factory.SubFactory(TeamFactory)
     started_at = factory.LazyFunction(lambda: paris_time(2026, 11, 20, 20, 0))
     tracker_token_hash = factory.LazyFunction(lambda: tracker_token_new()[1])
+
+
+def tracked_shift(**fields) -> tuple[str, Shift]:
+    """A shift that started an hour ago and the tracker token it was given (only its hash is
+    stored, so the token is known here only)."""
+    token, token_hash = tracker_token_new()
+    fields.setdefault("started_at", timezone.now() - timedelta(hours=1))
+    return token, ShiftFactory(tracker_token_hash=token_hash, **fields)
 
 
 class ZoneFactory(factory.django.DjangoModelFactory):

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
-import socket
 import uuid
 from datetime import timedelta
 from urllib.request import Request, urlopen
@@ -34,23 +32,13 @@ from maraudes.asgi import application
 from maraudes.models import Event, Role
 from maraudes.services import shift_end, shift_start
 from tests.factories import MembershipFactory, TeamFactory, UserFactory, user_with_role
+from tests.support.redis import redis_required, redis_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REDIS_PORT = int(os.environ.get("MARAUDES_REDIS_PORT", "56379"))
-REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/1"
+REDIS_URL = redis_url(1)
 ORIGIN = (b"origin", b"http://testserver")
 TIMEOUT = 5
-
-
-def redis_required() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", REDIS_PORT), timeout=1).close()
-    except OSError:
-        pytest.fail(
-            f"Redis does not answer on 127.0.0.1:{REDIS_PORT}: `scripts/env.sh redis` starts "
-            "it (`make test` does)."
-        )
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -9,8 +9,6 @@ stored events. Redis is the one `make test` starts (`scripts/env.sh redis`).
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,26 +23,16 @@ from bench.server import Server, django_env, uvicorn_start
 from maraudes.models import Role
 from tests.factories import ORIGIN_X, ORIGIN_Y, TeamFactory, ZoneFactory, tile, user_with_role
 from tests.support.paris import to_wgs84
+from tests.support.redis import redis_required, redis_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REDIS_PORT = int(os.environ.get("MARAUDES_REDIS_PORT", "56379"))
 # A database number of its own: the workers' layer has the default prefix.
-REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/2"
+REDIS_URL = redis_url(2)
 TIMEOUT = 10
 STARTUP_S = 30
 # Longer than channels-redis's blocking pop (5 s).
 QUIET_S = 7
-
-
-def redis_required() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", REDIS_PORT), timeout=1).close()
-    except OSError:
-        pytest.fail(
-            f"Redis does not answer on 127.0.0.1:{REDIS_PORT}: `scripts/env.sh redis` starts "
-            "it (`make test` does)."
-        )
 
 
 def worker_database_url() -> str:

@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from maraudes.fixes import Fix
 from maraudes.models import CoverageBacklog, Event, Position, Role
-from maraudes.services import TRACKER_GRACE, tracker_token_new
+from maraudes.services import TRACKER_GRACE
 from maraudes.trackers import KNOT_MS
-from tests.factories import ShiftFactory, TeamFactory, ZoneFactory, user_with_role
+from tests.factories import TeamFactory, ZoneFactory, tracked_shift, user_with_role
 from zones.models import CoveragePiece, ZoneDayCoverage
 
 pytestmark = pytest.mark.django_db
@@ -37,13 +37,7 @@ def coverage_inline(settings):
 
 @pytest.fixture
 def token_and_shift(db):
-    token, token_hash = tracker_token_new()
-    shift = ShiftFactory(
-        team=TeamFactory(),
-        started_at=timezone.now() - timedelta(hours=1),
-        tracker_token_hash=token_hash,
-    )
-    return token, shift
+    return tracked_shift()
 
 
 @pytest.fixture
@@ -377,13 +371,7 @@ def raw_http(base_url: str, request: bytes) -> tuple[int, bytes]:
 
 @pytest.fixture
 def live_token_and_shift(transactional_db):
-    token, token_hash = tracker_token_new()
-    shift = ShiftFactory(
-        team=TeamFactory(),
-        started_at=timezone.now() - timedelta(hours=1),
-        tracker_token_hash=token_hash,
-    )
-    return token, shift
+    return tracked_shift()
 
 
 def test_traccar_client_9_bytes_on_the_wire(live_app, live_token_and_shift):

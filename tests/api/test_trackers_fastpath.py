@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from api.trackers import MAX_TRACKER_BODY, TrackerFastPath
 from maraudes.models import CoverageBacklog, Position
-from maraudes.services import TRACKER_GRACE, tracker_token_new
+from maraudes.services import TRACKER_GRACE
 from tests.api.test_trackers_api import NOTRE_DAME, legacy_query, traccar9_body
-from tests.factories import ShiftFactory, TeamFactory, ZoneFactory
+from tests.factories import ZoneFactory, tracked_shift
 from zones.models import ZoneDayCoverage
 
 # The answer is computed on a pooled thread with its own database connection: the test's
@@ -33,13 +33,7 @@ def coverage_inline(settings):
 
 @pytest.fixture
 def token_and_shift():
-    token, token_hash = tracker_token_new()
-    shift = ShiftFactory(
-        team=TeamFactory(),
-        started_at=timezone.now() - timedelta(hours=1),
-        tracker_token_hash=token_hash,
-    )
-    return token, shift
+    return tracked_shift()
 
 
 @pytest.fixture

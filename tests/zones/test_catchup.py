@@ -19,7 +19,7 @@ import zones.catchup
 from maraudes import realtime
 from maraudes.fixes import Fix
 from maraudes.models import CoverageBacklog, Event, Position
-from tests.factories import ShiftFactory, ZoneFactory, l93, tile
+from tests.factories import ShiftFactory, ZoneFactory, l93, tile, tracked_shift
 from tests.support.paris import to_wgs84
 from zones.catchup import COVERAGE_LOCK, coverage_catch_up, coverage_drain, track_store
 from zones.models import CoveragePiece, ZoneDayCoverage
@@ -351,14 +351,9 @@ def test_a_fix_queued_while_the_drainer_finds_the_queue_empty_is_not_left_behind
 def test_in_background_coverage_follows_a_tracker_request_within_seconds(settings):
     from django.test import Client
 
-    from maraudes.services import tracker_token_new
-
     settings.TRACKER_COVERAGE = "background"
     zone = ZoneFactory(geom=tile(0, 0))
-    token, token_hash = tracker_token_new()
-    shift = ShiftFactory(
-        started_at=timezone.now() - timedelta(hours=1), tracker_token_hash=token_hash
-    )
+    token, shift = tracked_shift()
     fix = walk(1)[0]
     body = (
         '{"location": {"timestamp": "%s", "coords": {"latitude": %r, "longitude": %r, '
