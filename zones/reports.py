@@ -45,7 +45,7 @@ from django.utils.translation import gettext as _
 
 from maraudes.days import service_day, service_day_bounds
 from maraudes.models import Need
-from zones.selectors import WHITE_EPSILON_M2
+from zones.selectors import WHITE_EPSILON_M2, WhiteShare
 
 # --- Weeks ----------------------------------------------------------------------------------
 
@@ -210,7 +210,7 @@ class NeedFigures:
 
 
 @dataclass(frozen=True)
-class WeekRow:
+class WeekRow(WhiteShare):
     """One zone's week, or the territory's (zone_id None) on the totals row."""
 
     zone_id: int | None
@@ -232,16 +232,8 @@ class WeekRow:
     previous_people: int
 
     @property
-    def white_m2(self) -> float:
-        return max(self.area_m2 - self.covered_m2, 0.0)
-
-    @property
     def covered_ratio(self) -> float:
         return min(self.covered_m2 / self.area_m2, 1.0) if self.area_m2 else 0.0
-
-    @property
-    def white_ratio(self) -> float:
-        return 1.0 - self.covered_ratio if self.area_m2 else 0.0
 
     @property
     def previous_covered_ratio(self) -> float:
@@ -485,7 +477,7 @@ def weekly_report(*, week: IsoWeek, kind: str | None, now: datetime | None = Non
 
 
 @dataclass(frozen=True)
-class WeekWhiteZone:
+class WeekWhiteZone(WhiteShare):
     zone_id: int
     code: str
     name: str
@@ -494,14 +486,6 @@ class WeekWhiteZone:
     last_visit: date | None
     passages: int
     geojson: str
-
-    @property
-    def white_m2(self) -> float:
-        return max(self.area_m2 - self.covered_m2, 0.0)
-
-    @property
-    def white_ratio(self) -> float:
-        return self.white_m2 / self.area_m2 if self.area_m2 else 0.0
 
 
 # The week's white part of each zone is its weekly white part kept by the services

@@ -39,8 +39,24 @@ def zones_list(*, kind: str | None = None, bbox: Polygon | None = None) -> Query
 # Each zone unions at most (to - from + 1) pre-unioned polygons: no raw fix is read here.
 
 
+class WhiteShare:
+    """The white part of a zone from its `area_m2` and `covered_m2`, for the rows that carry
+    both (coverage, weekly report, weekly white zones)."""
+
+    area_m2: float
+    covered_m2: float
+
+    @property
+    def white_m2(self) -> float:
+        return max(self.area_m2 - self.covered_m2, 0.0)
+
+    @property
+    def white_ratio(self) -> float:
+        return self.white_m2 / self.area_m2 if self.area_m2 else 0.0
+
+
 @dataclass(frozen=True)
-class ZoneCoverage:
+class ZoneCoverage(WhiteShare):
     zone_id: int
     code: str
     name: str
@@ -53,14 +69,6 @@ class ZoneCoverage:
     encounters: int
     people: int
     white_geojson: str | None = None
-
-    @property
-    def white_m2(self) -> float:
-        return max(self.area_m2 - self.covered_m2, 0.0)
-
-    @property
-    def white_ratio(self) -> float:
-        return self.white_m2 / self.area_m2 if self.area_m2 else 0.0
 
     def as_dict(self) -> dict:
         """The figures of the contract's coverage row (DESIGN.md, "Contract")."""
