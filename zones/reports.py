@@ -20,7 +20,7 @@ Per zone of one kind, the report gives:
 - the covered share of the whole territory (all zones of the kind) over the last
   TREND_WEEKS weeks, from the same weekly white parts.
 
-The query count is fixed (six statements, whatever the number of zones and fixes), and
+The query count is fixed (five statements, whatever the number of zones and fixes), and
 nothing reads raw fixes or unions geometries: a week of Paris takes tens of milliseconds.
 
 PRESENCE. Hours of presence in a zone = the sum, over the week's shifts, of the time between
@@ -368,10 +368,9 @@ def weekly_report(*, week: IsoWeek, kind: str | None, now: datetime | None = Non
         "first_start": service_day_bounds(week.first_day)[0],
         "last_end": service_day_bounds(week.last_day)[1],
     }
-    # One transaction: one snapshot for the five reads, and JIT off for them (compiling these
-    # short-lived plans costs more than it saves).
+    # One transaction: one snapshot for the five reads (JIT is off on every connection,
+    # maraudes.settings).
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL jit = off")
         cursor.execute(_ZONES_SQL, params)
         zones = cursor.fetchall()
         cursor.execute(_COVERED_SQL, params)
@@ -509,8 +508,7 @@ def weekly_white_zones(*, week: IsoWeek, kind: str, srid: int) -> list[WeekWhite
     """Zones of `kind` with a white part over `week`, the white part in `srid` as GeoJSON,
     largest white area first."""
     params = {"kind": kind, "first_day": week.first_day, "last_day": week.last_day, "srid": srid}
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL jit = off")
+    with connection.cursor() as cursor:
         cursor.execute(_WHITE_SQL, params)
         zones = [WeekWhiteZone(*row) for row in cursor.fetchall()]
     zones = [z for z in zones if z.white_m2 >= WHITE_EPSILON_M2]
