@@ -103,7 +103,8 @@ if env_optional("DATABASE_URL") is None:
 _db["ENGINE"] = "django.contrib.gis.db.backends.postgis"
 # No JIT: PostGIS functions carry high planner costs, so short coverage statements cross
 # jit_above_cost and spend tens of milliseconds compiling what runs in one.
-_db.setdefault("OPTIONS", {})["options"] = "-c jit=off"
+_db.setdefault("OPTIONS", {})
+_db["OPTIONS"]["options"] = f"{_db['OPTIONS'].get('options', '')} -c jit=off".strip()
 # Under ASGI persistent connections are not reused across requests: use psycopg's pool.
 if env_bool("DB_POOL", True):
     _db.setdefault("OPTIONS", {})["pool"] = {
