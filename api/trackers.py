@@ -28,9 +28,12 @@ appears in a URL the app requests).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
@@ -38,7 +41,7 @@ import segno
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation.trans_real import parse_accept_lang_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -63,7 +66,7 @@ from maraudes.models import Role, Shift, TeamMode
 from maraudes.roles import COORDINATION, user_has_role, user_roles, user_team_ids
 from maraudes.services import PositionsRecorded, TrackerTokenExpired, TrackerTokenUnknown
 from maraudes.trackers import TrackerError, TrackerPoints, is_json, parse_query, parse_traccar_json
-from zones.catchup import track_store
+from zones.catchup import track_store_many
 
 # One Traccar point is about 500 bytes; a batch of MAX_LOCATIONS fits well within this.
 MAX_TRACKER_BODY = 512 * 1024
@@ -205,25 +208,58 @@ class TrackerAnswer:
     data: dict
 
 
+@dataclass(frozen=True)
+class TrackerRequest:
+    """What `tracker_answers` reads of a tracker request."""
+
+    content_type: str | None
+    query: str
+    body: bytes
+
+
 def tracker_answer(*, content_type: str | None, query: str, body: bytes) -> TrackerAnswer:
-    """The answer to one tracker request, whoever serves it (TrackerApi, or TrackerFastPath
-    ahead of Django): read the points, find the shift by its token, store and queue the
-    valid points (coverage follows within seconds, zones.catchup)."""
-    try:
-        points = _points(content_type, query, body)
-    except TrackerError as exc:
-        return TrackerAnswer(status.HTTP_400_BAD_REQUEST, {"detail": str(exc)})
-    try:
-        shift = services.shift_for_tracker_token(token=points.token)
-    except TrackerTokenUnknown as exc:
-        return TrackerAnswer(status.HTTP_404_NOT_FOUND, {"detail": str(exc)})
-    except TrackerTokenExpired as exc:
-        return TrackerAnswer(status.HTTP_410_GONE, {"detail": str(exc)})
-    recorded = (
-        track_store(shift=shift, fixes=points.fixes, source=points.source)
-        if points.fixes
-        else PositionsRecorded()
+    """The answer to one tracker request (see tracker_answers)."""
+    return tracker_answers([TrackerRequest(content_type, query, body)])[0]
+
+
+def tracker_answers(requests: Sequence[TrackerRequest]) -> list[TrackerAnswer]:
+    """The answers to tracker requests, whoever serves them (TrackerApi one at a time,
+    TrackerFastPath those that arrived together), in the active language: read each one's
+    points, find the shifts by their tokens (one query), store and queue the valid points of
+    all of them (one transaction, zones.catchup.track_store_many; coverage follows within
+    seconds)."""
+    answers: list[TrackerAnswer | None] = [None] * len(requests)
+    read: list[tuple[int, TrackerPoints]] = []
+    for index, request in enumerate(requests):
+        try:
+            read.append((index, _points(request.content_type, request.query, request.body)))
+        except TrackerError as exc:
+            answers[index] = TrackerAnswer(status.HTTP_400_BAD_REQUEST, {"detail": str(exc)})
+    shifts = services.shifts_for_tracker_tokens({points.token for _index, points in read})
+    now = timezone.now()
+    storing: list[tuple[int, TrackerPoints, Shift]] = []
+    for index, points in read:
+        try:
+            shift = services.tracker_token_check(shifts.get(points.token), now=now)
+        except TrackerTokenUnknown as exc:
+            answers[index] = TrackerAnswer(status.HTTP_404_NOT_FOUND, {"detail": str(exc)})
+        except TrackerTokenExpired as exc:
+            answers[index] = TrackerAnswer(status.HTTP_410_GONE, {"detail": str(exc)})
+        else:
+            storing.append((index, points, shift))
+    with_fixes = [(index, points, shift) for index, points, shift in storing if points.fixes]
+    stored = (
+        track_store_many([(shift, points.fixes, points.source) for _i, points, shift in with_fixes])
+        if with_fixes
+        else []
     )
+    recorded = {index: result for (index, _p, _s), result in zip(with_fixes, stored, strict=True)}
+    for index, points, _shift in storing:
+        answers[index] = _answer(points, recorded.get(index) or PositionsRecorded())
+    return answers  # type: ignore[return-value]  # every request has its answer
+
+
+def _answer(points: TrackerPoints, recorded: PositionsRecorded) -> TrackerAnswer:
     counts = {"accepted": len(recorded.accepted), "duplicates": recorded.duplicates}
     rejected = sorted([*points.rejected, *recorded.rejected], key=lambda r: r.index)
     if rejected:
@@ -270,14 +306,15 @@ class TrackerFastPath:
     Trackers send one point per request, hundreds a second for a city, and a Django request
     under ASGI costs far more than the point (measured on this project's 2-core machine:
     ~9 ms of Python a request through the handler and its ten middlewares, each hopping
-    between the event loop and a thread created for the request, against ~3 ms here). This
-    path reads the body (at most MAX_TRACKER_BODY), then runs `tracker_answer` in one call
-    on a pooled thread, with Django's per-request database hygiene (close_old_connections
-    before and after) and the language of Accept-Language, as LocaleMiddleware would. What
-    the middlewares would add is irrelevant to a tracker (no session, cookie, CSRF or
-    redirect; Host is not used), except the security headers, added here. TrackerApi serves
-    the same operation through Django (the OpenAPI schema, tests, a server without this
-    middleware) with the same `tracker_answer`.
+    between the event loop and a thread created for the request). This path reads the body
+    (at most MAX_TRACKER_BODY) and hands the request to the process's `_GroupCommit`, which
+    answers the requests that arrived together with one `tracker_answers` call on a pooled
+    thread (one token query, one transaction), with Django's per-request database hygiene
+    (close_old_connections before and after) and the language of Accept-Language, as
+    LocaleMiddleware would. What the middlewares would add is irrelevant to a tracker (no
+    session, cookie, CSRF or redirect; Host is not used), except the security headers, added
+    here. TrackerApi serves the same operation through Django (the OpenAPI schema, tests, a
+    server without this middleware) with the same `tracker_answers`.
     """
 
     def __init__(self, app) -> None:
@@ -296,6 +333,7 @@ class TrackerFastPath:
             body = await _read_body(receive, headers) if scope["method"] == "POST" else b""
         except _Disconnected:
             return  # the tracker gave up: it will send the point again
+        language = _language(headers.get(b"accept-language", b"").decode("latin-1"))
         if body is None:
             answer = TrackerAnswer(
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -303,12 +341,12 @@ class TrackerFastPath:
             )
             language = settings.LANGUAGE_CODE
         else:
-            answer, language = await sync_to_async(_answer_in_thread, thread_sensitive=False)(
+            request = TrackerRequest(
                 content_type=headers.get(b"content-type", b"").decode("latin-1") or None,
                 query=scope.get("query_string", b"").decode("latin-1"),
                 body=body,
-                accept_language=headers.get(b"accept-language", b"").decode("latin-1"),
             )
+            answer = await _group_commit().answer(request, language)
         payload = json.dumps(answer.data, ensure_ascii=False, separators=(",", ":")).encode()
         await send(
             {
@@ -353,22 +391,113 @@ async def _read_body(receive, headers: dict[bytes, bytes]) -> bytes | None:
             return b"".join(chunks)
 
 
-def _answer_in_thread(
-    *, content_type: str | None, query: str, body: bytes, accept_language: str
-) -> tuple[TrackerAnswer, str]:
+class _GroupCommit:
+    """Tracker requests of one event loop (one worker process), answered together.
+
+    A request that arrives while answers are being computed waits for the next round, which
+    takes everything that arrived in the meantime (at most ROUND_REQUESTS requests or
+    ROUND_BYTES of bodies; the rest waits for the round after): one thread hop, one token
+    query, one transaction for all of them instead of each. A lone request goes at once;
+    under load, rounds grow by themselves, as a database's group commit. Each language's
+    requests are answered in that language; if a round fails as a whole (a database error),
+    its requests are answered one by one, so one request cannot fail the others.
+    """
+
+    ROUND_REQUESTS = 256
+    ROUND_BYTES = 1024 * 1024
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[TrackerRequest, str, asyncio.Future]] = []
+        self._rounds: asyncio.Task | None = None
+
+    async def answer(self, request: TrackerRequest, language: str) -> TrackerAnswer:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((request, language, future))
+        if self._rounds is None:
+            self._rounds = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                round_ = self._take()
+                try:
+                    answers = await sync_to_async(_answers_in_thread, thread_sensitive=False)(
+                        [(request, language) for request, language, _future in round_]
+                    )
+                except Exception as exc:  # _answers_in_thread answers errors itself
+                    for _request, _language, future in round_:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_request, _language, future), answer in zip(round_, answers, strict=True):
+                    if not future.done():  # the tracker may have left
+                        future.set_result(answer)
+        finally:
+            self._rounds = None
+
+    def _take(self) -> list[tuple[TrackerRequest, str, asyncio.Future]]:
+        size = 0
+        for count, (request, _language, _future) in enumerate(self._waiting):
+            size += len(request.body) + len(request.query)
+            if count and (count == self.ROUND_REQUESTS or size > self.ROUND_BYTES):
+                break
+        else:
+            count = len(self._waiting)
+        round_, self._waiting = self._waiting[:count], self._waiting[count:]
+        return round_
+
+
+_group_commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _group_commit() -> _GroupCommit:
+    loop = asyncio.get_running_loop()
+    group = _group_commits.get(loop)
+    if group is None:
+        group = _group_commits[loop] = _GroupCommit()
+    return group
+
+
+def _answers_in_thread(requests: Sequence[tuple[TrackerRequest, str]]) -> list[TrackerAnswer]:
+    """tracker_answers for a round of the fast path, language by language (one, usually)."""
+    answers: list[TrackerAnswer | None] = [None] * len(requests)
+    by_language: dict[str, list[int]] = {}
+    for index, (_request, language) in enumerate(requests):
+        by_language.setdefault(language, []).append(index)
     close_old_connections()
     try:
-        language = _language(accept_language)
-        with translation.override(language):
-            try:
-                return tracker_answer(content_type=content_type, query=query, body=body), language
-            except Exception:
-                log.exception("Internal Server Error: /api/v1/track/")
-                return TrackerAnswer(
-                    status.HTTP_500_INTERNAL_SERVER_ERROR, {"detail": "Erreur du serveur."}
-                ), language
+        for language, indexes in by_language.items():
+            with translation.override(language):
+                group = [requests[index][0] for index in indexes]
+                try:
+                    found = tracker_answers(group)
+                except Exception:
+                    if len(group) == 1:
+                        log.exception("Internal Server Error: /api/v1/track/")
+                        found = [_SERVER_ERROR]
+                    else:  # one by one: a request cannot fail the others
+                        found = [_answer_alone(request) for request in group]
+                for index, answer in zip(indexes, found, strict=True):
+                    answers[index] = answer
     finally:
         close_old_connections()
+    return answers  # type: ignore[return-value]  # every request has its answer
+
+
+_SERVER_ERROR = TrackerAnswer(
+    status.HTTP_500_INTERNAL_SERVER_ERROR, {"detail": "Erreur du serveur."}
+)
+
+
+def _answer_alone(request: TrackerRequest) -> TrackerAnswer:
+    try:
+        return tracker_answers([request])[0]
+    except Exception:
+        log.exception("Internal Server Error: /api/v1/track/")
+        return _SERVER_ERROR
 
 
 def _language(accept_language: str) -> str:

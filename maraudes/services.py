@@ -177,12 +177,13 @@ class PositionsRecorded:
 _INSERT_FIXES = """
 INSERT INTO maraudes_position
     (shift_id, recorded_at, received_at, point, accuracy, speed, heading, source)
-SELECT %s, f.t, %s, ST_Transform(ST_SetSRID(ST_MakePoint(f.lon, f.lat), 4326), %s),
-       f.accuracy, f.speed, f.heading, %s
-FROM unnest(%s::timestamptz[], %s::float8[], %s::float8[], %s::float8[], %s::float8[],
-            %s::float8[]) AS f(t, lon, lat, accuracy, speed, heading)
+SELECT f.shift_id, f.t, %s, ST_Transform(ST_SetSRID(ST_MakePoint(f.lon, f.lat), 4326), %s),
+       f.accuracy, f.speed, f.heading, f.source
+FROM unnest(%s::int8[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[],
+            %s::float8[], %s::float8[], %s::text[])
+     AS f(shift_id, t, lon, lat, accuracy, speed, heading, source)
 ON CONFLICT (shift_id, recorded_at) DO NOTHING
-RETURNING recorded_at, ST_X(point), ST_Y(point), accuracy
+RETURNING shift_id, recorded_at, ST_X(point), ST_Y(point), accuracy
 """
 
 
@@ -195,45 +196,77 @@ def positions_record(
     is already stored is a duplicate, and the first one stored wins. Returns the fixes that
     were new, in the storage SRID, for the coverage update.
     """
-    result = PositionsRecorded()
+    return positions_record_many([(shift, fixes, source)])[0]
+
+
+def positions_record_many(
+    batches: Sequence[tuple[Shift, Sequence[Fix], str]],
+) -> list[PositionsRecorded]:
+    """positions_record for several batches (of one shift or several: the tracker requests
+    that arrived together) in one statement; one result per batch, in order. When two
+    batches carry the same (shift, time), the first one's fix is stored and the other's
+    counts as a duplicate."""
     now = timezone.now()
+    results: list[PositionsRecorded] = []
+    owner: dict[tuple[int, datetime], PositionsRecorded] = {}
+    rows: list[tuple[int, Fix, str]] = []
+    sent: list[int] = []
+    for shift, fixes, source in batches:
+        result = PositionsRecorded()
+        results.append(result)
+        in_window, result.rejected = fixes_in_window(shift, fixes, now=now)
+        sent.append(len(in_window))
+        for fix in in_window:
+            key = (shift.pk, fix.t)
+            if key not in owner:
+                owner[key] = result
+                rows.append((shift.pk, fix, source))
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _INSERT_FIXES,
+                [
+                    now,
+                    settings.SRID,
+                    _array(str(shift_id) for shift_id, _f, _s in rows),
+                    _array("".join(('"', f.t.isoformat(), '"')) for _i, f, _s in rows),
+                    _floats(f.lon for _i, f, _s in rows),
+                    _floats(f.lat for _i, f, _s in rows),
+                    _floats(f.accuracy for _i, f, _s in rows),
+                    _floats(f.speed for _i, f, _s in rows),
+                    _floats(f.heading for _i, f, _s in rows),
+                    _array(_quoted(source) for _i, _f, source in rows),
+                ],
+            )
+            for shift_id, t, x, y, accuracy in cursor.fetchall():
+                owner[(shift_id, t)].accepted.append(StoredFix(t=t, x=x, y=y, accuracy=accuracy))
+    for result, count in zip(results, sent, strict=True):
+        result.duplicates = count - len(result.accepted)
+    return results
+
+
+def fixes_in_window(
+    shift: Shift, fixes: Sequence[Fix], *, now: datetime
+) -> tuple[list[Fix], list[Rejected]]:
+    """The fixes within the shift's window (from its start to its end, or to a little after
+    `now` while it is open), and a rejection with the reason for each of the others."""
     window_end = shift.ended_at or now + MAX_FUTURE
     in_window: list[Fix] = []
+    rejected: list[Rejected] = []
     for fix in fixes:
         if fix.t < shift.started_at:
-            result.rejected.append(
+            rejected.append(
                 Rejected(
                     fix.index, _("avant le début de la maraude (%(t)s).") % _t(shift.started_at)
                 )
             )
         elif fix.t > window_end:
-            result.rejected.append(
+            rejected.append(
                 Rejected(fix.index, _("après la fin de la maraude (%(t)s).") % _t(window_end))
             )
         else:
             in_window.append(fix)
-    if not in_window:
-        return result
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT_FIXES,
-            [
-                shift.pk,
-                now,
-                settings.SRID,
-                source,
-                _array("".join(('"', f.t.isoformat(), '"')) for f in in_window),
-                _floats(f.lon for f in in_window),
-                _floats(f.lat for f in in_window),
-                _floats(f.accuracy for f in in_window),
-                _floats(f.speed for f in in_window),
-                _floats(f.heading for f in in_window),
-            ],
-        )
-        rows = cursor.fetchall()
-    result.accepted = [StoredFix(t=t, x=x, y=y, accuracy=acc) for t, x, y, acc in rows]
-    result.duplicates = len(in_window) - len(rows)
-    return result
+    return in_window, rejected
 
 
 # Arrays of a batch go as PostgreSQL array literals: a third faster than letting the driver
@@ -244,6 +277,10 @@ def _array(items: Iterable[str]) -> str:
 
 def _floats(values: Iterable[float | None]) -> str:
     return _array("NULL" if v is None else repr(float(v)) for v in values)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _t(moment: datetime) -> dict[str, str]:
@@ -393,12 +430,27 @@ class TrackerTokenExpired(Exception):
 def shift_for_tracker_token(*, token: str, now: datetime | None = None) -> Shift:
     """The shift a background tracker's token belongs to (looked up by its sha256). Raises
     TrackerTokenUnknown, or TrackerTokenExpired once the shift ended more than TRACKER_GRACE
-    ago. Lean on purpose (no join, no ordering): it runs for every tracker point."""
-    found = list(Shift.objects.filter(tracker_token_hash=tracker_token_hash(token)).order_by()[:1])
-    if not found:
+    ago."""
+    return tracker_token_check(
+        shifts_for_tracker_tokens([token]).get(token), now=now or timezone.now()
+    )
+
+
+def shifts_for_tracker_tokens(tokens: Iterable[str]) -> dict[str, Shift]:
+    """The shifts of these tracker tokens, by token, in one query; an unknown token is
+    missing. Lean on purpose (no join, no ordering): it runs for every tracker request."""
+    by_hash = {tracker_token_hash(token): token for token in tokens}
+    if not by_hash:
+        return {}
+    shifts = Shift.objects.filter(tracker_token_hash__in=list(by_hash)).order_by()
+    return {by_hash[shift.tracker_token_hash]: shift for shift in shifts}
+
+
+def tracker_token_check(shift: Shift | None, *, now: datetime) -> Shift:
+    """The shift a token was found for, if its tracker may still send: TrackerTokenUnknown
+    when none was found, TrackerTokenExpired once it ended more than TRACKER_GRACE ago."""
+    if shift is None:
         raise TrackerTokenUnknown()
-    shift = found[0]
-    now = now or timezone.now()
     if shift.ended_at is not None and now > shift.ended_at + TRACKER_GRACE:
         raise TrackerTokenExpired(shift)
     return shift

@@ -76,7 +76,7 @@ from maraudes import realtime
 from maraudes.days import service_day
 from maraudes.fixes import Fix
 from maraudes.models import Shift
-from maraudes.services import PositionsRecorded, StoredFix, positions_record
+from maraudes.services import PositionsRecorded, StoredFix, positions_record_many
 from zones.services import coverage_update_many
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ EMPTY_ROUNDS = 3
 
 _QUEUE = """
 INSERT INTO maraudes_coveragebacklog (shift_id, recorded_at)
-SELECT %s, t FROM unnest(%s::timestamptz[]) AS t
+SELECT shift_id, t FROM unnest(%s::int8[], %s::timestamptz[]) AS q(shift_id, t)
 ON CONFLICT DO NOTHING
 """
 
@@ -136,12 +136,29 @@ ORDER BY shift_id, recorded_at
 def track_store(*, shift: Shift, fixes: Sequence[Fix], source: str) -> PositionsRecorded:
     """Store a tracker's fixes and queue the new ones for coverage, in one transaction; then
     let coverage follow (`coverage_follow`). Same answer as zones.services.track_ingest."""
+    return track_store_many([(shift, fixes, source)])[0]
+
+
+def track_store_many(
+    batches: Sequence[tuple[Shift, Sequence[Fix], str]],
+) -> list[PositionsRecorded]:
+    """track_store for the fixes of several tracker requests (arrived together, of one shift
+    or several), in one transaction and two statements whatever their number; one result
+    per batch, as maraudes.services.positions_record_many."""
     with transaction.atomic():
-        recorded = positions_record(shift=shift, fixes=fixes, source=source)
-        if recorded.accepted:
+        recorded = positions_record_many(batches)
+        shift_ids = [
+            shift.pk
+            for (shift, _fixes, _source), result in zip(batches, recorded, strict=True)
+            for _fix in result.accepted
+        ]
+        if shift_ids:
             with connection.cursor() as cursor:
-                cursor.execute(_QUEUE, [shift.pk, [f.t for f in recorded.accepted]])
-    if recorded.accepted:
+                cursor.execute(
+                    _QUEUE,
+                    [shift_ids, [fix.t for result in recorded for fix in result.accepted]],
+                )
+    if shift_ids:
         coverage_follow()
     return recorded
 

@@ -41,8 +41,21 @@ def fast_path():
     return TrackerFastPath(get_asgi_application())
 
 
-def call(app, *, method="POST", path="/api/v1/track/", query="", body=b"", headers=()):
+def call(app, **request):
     """One request through the ASGI app: (status, headers, JSON or raw body)."""
+    return asyncio.run(asgi_call(app, **request))
+
+
+def call_together(app, requests: list[dict]) -> list[tuple]:
+    """Requests that reach the ASGI app at the same time, as call() answers them."""
+
+    async def together():
+        return await asyncio.gather(*(asgi_call(app, **request) for request in requests))
+
+    return asyncio.run(together())
+
+
+async def asgi_call(app, *, method="POST", path="/api/v1/track/", query="", body=b"", headers=()):
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -68,7 +81,7 @@ def call(app, *, method="POST", path="/api/v1/track/", query="", body=b"", heade
     async def send(message):
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    await app(scope, receive, send)
     start = sent[0]
     raw = b"".join(m.get("body", b"") for m in sent[1:])
     head = {k.decode(): v.decode() for k, v in start["headers"]}
@@ -208,13 +221,104 @@ def test_a_body_over_the_limit_is_a_413(fast_path, token_and_shift):
     assert not Position.objects.exists()
 
 
+def json_request(body: bytes, *, language: bytes | None = None) -> dict:
+    headers = json_headers(body)
+    if language:
+        headers.append((b"accept-language", language))
+    return {"body": body, "headers": headers}
+
+
+def test_requests_that_arrive_together_are_answered_together_each_its_own_answer(
+    fast_path, monkeypatch
+):
+    import api.trackers
+
+    rounds = []
+    answers_of = api.trackers.tracker_answers
+
+    def counted(requests):
+        rounds.append(len(requests))
+        return answers_of(requests)
+
+    monkeypatch.setattr(api.trackers, "tracker_answers", counted)
+    token, shift = tracked_shift()
+    other_token, other_shift = tracked_shift()
+    ended_token, ended = tracked_shift()
+    ended.ended_at = timezone.now() - TRACKER_GRACE - timedelta(minutes=1)
+    ended.save(update_fields=["ended_at"])
+    point = traccar9_body(token, seconds_ago=30)
+    requests = [
+        json_request(point),
+        json_request(point),  # the same point again, in the same round
+        json_request(traccar9_body(token, seconds_ago=20)),
+        json_request(traccar9_body(other_token, seconds_ago=30)),
+        json_request(traccar9_body("pas-le-bon-jeton"), language=b"en"),
+        json_request(traccar9_body("pas-le-bon-jeton")),
+        json_request(traccar9_body(ended_token, seconds_ago=4000)),
+        json_request(traccar9_body(token, lat=NOTRE_DAME[0], lon=NOTRE_DAME[1])),
+        json_request(b'{"location": '),
+        {"method": "GET", "query": legacy_query(other_token, seconds_ago=10)},
+    ]
+
+    answers = call_together(fast_path, requests)
+
+    assert [(status, content.get("accepted")) for status, _h, content in answers] == [
+        (200, 1),
+        (200, 0),
+        (200, 1),
+        (200, 1),
+        (404, None),
+        (404, None),
+        (410, None),
+        (400, 0),
+        (400, None),
+        (200, 1),
+    ]
+    assert answers[1][2] == {"accepted": 0, "duplicates": 1}
+    assert answers[4][1]["content-language"] == "en" and answers[5][1]["content-language"] == "fr"
+    assert answers[4][2]["detail"] != answers[5][2]["detail"]
+    assert [r["index"] for r in answers[7][2]["rejected"]] == [0]  # swapped coordinates
+    assert Position.objects.filter(shift=shift).count() == 2
+    assert Position.objects.filter(shift=other_shift).count() == 2
+    assert not Position.objects.filter(shift=ended).exists()
+    assert sorted(rounds) == [1, 9]  # one round per language, not one per request
+
+
+def test_a_request_that_fails_a_round_fails_alone(fast_path, monkeypatch, caplog):
+    import api.trackers
+
+    good_token, good = tracked_shift()
+    bad_token, bad = tracked_shift()
+    store = api.trackers.track_store_many
+
+    def failing_for_bad(batches):
+        if any(shift.pk == bad.pk for shift, _fixes, _source in batches):
+            raise RuntimeError("boom")
+        return store(batches)
+
+    monkeypatch.setattr(api.trackers, "track_store_many", failing_for_bad)
+    requests = [
+        json_request(traccar9_body(good_token, seconds_ago=30)),
+        json_request(traccar9_body(bad_token, seconds_ago=30)),
+        json_request(traccar9_body(good_token, seconds_ago=20)),
+    ]
+
+    with caplog.at_level(logging.ERROR, logger="api.trackers"):
+        answers = call_together(fast_path, requests)
+
+    assert [status for status, _h, _c in answers] == [200, 500, 200]
+    assert Position.objects.filter(shift=good).count() == 2
+    assert not Position.objects.filter(shift=bad).exists()
+    assert sum("boom" in (r.exc_text or str(r.exc_info)) for r in caplog.records) == 1
+
+
 def test_an_unexpected_error_is_a_logged_json_500(fast_path, token_and_shift, monkeypatch, caplog):
     import maraudes.services
 
-    def broken(**kwargs):
+    def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(maraudes.services, "shift_for_tracker_token", broken)
+    monkeypatch.setattr(maraudes.services, "shifts_for_tracker_tokens", broken)
     body = traccar9_body(token_and_shift[0])
 
     with caplog.at_level(logging.ERROR, logger="api.trackers"):

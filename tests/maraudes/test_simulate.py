@@ -37,7 +37,9 @@ def test_a_walker_stays_inside_its_zone_and_walks_at_its_speed():
 def test_it_drives_two_teams_through_the_api(live_app):
     ZoneFactory(code="A", name="Parvis", geom=tile(0, 0))
     ZoneFactory(code="B", name="Île", geom=tile(1, 0))
-    teams = TeamFactory.create_batch(3)
+    # Named so that their order by name is their order of creation (the factory's "Équipe
+    # 100" comes before "Équipe 99").
+    teams = [TeamFactory(name=f"Équipe {letter}") for letter in "ABC"]
     user_with_role(Role.COORDINATOR, username="coord")
     out, err = io.StringIO(), io.StringIO()
 

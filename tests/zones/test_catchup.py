@@ -21,7 +21,13 @@ from maraudes.fixes import Fix
 from maraudes.models import CoverageBacklog, Event, Position
 from tests.factories import ShiftFactory, ZoneFactory, l93, tile, tracked_shift
 from tests.support.paris import to_wgs84
-from zones.catchup import COVERAGE_LOCK, coverage_catch_up, coverage_drain, track_store
+from zones.catchup import (
+    COVERAGE_LOCK,
+    coverage_catch_up,
+    coverage_drain,
+    track_store,
+    track_store_many,
+)
 from zones.models import CoveragePiece, ZoneDayCoverage
 from zones.services import CoverageChange, coverage_rebuild
 
@@ -71,6 +77,42 @@ def test_storing_queues_the_new_fixes_and_covers_nothing_yet(background):
     assert Position.objects.filter(shift=shift).count() == 3
     assert queued() == 3
     assert not ZoneDayCoverage.objects.exists()
+
+
+@pytest.mark.django_db
+def test_requests_stored_together_each_get_their_own_answer_and_are_queued_once(background):
+    first, second = open_shift(), open_shift()
+    fixes = walk(4)
+    late = Fix(t=timezone.now() + timedelta(hours=1), lon=2.35, lat=48.85, accuracy=5, index=1)
+    early = Fix(t=first.started_at - timedelta(minutes=1), lon=2.35, lat=48.85, accuracy=5)
+
+    recorded = track_store_many(
+        [
+            (first, [early, *fixes[:3]], "traccar"),
+            (first, fixes[2:], "osmand"),  # fixes[2] again: the first batch's wins
+            (second, [fixes[0], late], "traccar"),  # the same time, another shift: new
+            (second, [], "traccar"),
+        ]
+    )
+
+    assert [(len(r.accepted), r.duplicates) for r in recorded] == [(3, 0), (1, 1), (1, 0), (0, 0)]
+    assert [r.index for r in recorded[0].rejected] == [0]
+    assert [r.index for r in recorded[2].rejected] == [1]
+    assert "avant le début" in recorded[0].rejected[0].reason
+    assert "après la fin" in recorded[2].rejected[0].reason
+    assert sorted(f.t for f in recorded[1].accepted) == [fixes[3].t]
+    assert Position.objects.get(shift=first, recorded_at=fixes[2].t).source == "traccar"
+    assert Position.objects.filter(shift=first).count() == 4
+    assert Position.objects.filter(shift=second).count() == 1
+    assert Counter(CoverageBacklog.objects.values_list("shift_id", flat=True)) == {
+        first.pk: 4,
+        second.pk: 1,
+    }
+
+    again = track_store_many([(first, fixes, "traccar"), (second, fixes[:1], "traccar")])
+
+    assert [(len(r.accepted), r.duplicates) for r in again] == [(0, 4), (0, 1)]
+    assert queued() == 5
 
 
 @pytest.mark.django_db
