@@ -17,9 +17,10 @@ keep a point and retry it on anything else):
 - 410: the token's shift ended more than TRACKER_GRACE ago: stop the tracker;
 - 413: body too large (a point is a few hundred bytes).
 
-Served twice with the same `tracker_answer`: by TrackerFastPath, an ASGI middleware ahead of
-Django's handler (the hot path: a Django request under ASGI costs several times the point),
-and by TrackerApi through Django (OpenAPI schema, tests, a server without the middleware).
+Served twice with the same `tracker_answers`: by TrackerFastPath, an ASGI middleware ahead of
+Django's handler that answers the requests arriving together in one round (the hot path: a
+Django request under ASGI costs several times the point), and by TrackerApi through Django
+(OpenAPI schema, tests, a server without the middleware), one request at a time.
 
 `POST /api/v1/track/setup/` gives the team app what its Traccar Client setup card shows,
 QR code included, from the token it received at check-in (sent in the body: a token never
