@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 from django.db import connection
 
@@ -10,6 +13,20 @@ def prepared_cursor() -> psycopg.Cursor:
     """A server-side binding cursor on Django's connection (same transaction), for the
     statements every batch of fixes runs: executed with prepare=True, they are planned once
     per connection instead of at every batch (their CTEs cost milliseconds to plan), and
-    their arrays travel as parameters."""
+    their arrays travel as parameters. Errors are psycopg's own; `pipelined` turns them into
+    Django's, as Django's cursors do."""
     connection.ensure_connection()
     return psycopg.Cursor(connection.connection)
+
+
+@contextmanager
+def pipelined() -> Iterator[None]:
+    """psycopg's pipeline mode on Django's connection: the statements run in the block through
+    `prepared_cursor` are sent without waiting for each other's results; the server runs them
+    in order, each with its own snapshot. Results are waited for when a statement's rows are
+    fetched, and at the end of the block: a batch of fixes runs its four statements in two
+    round trips instead of four (a round trip to PostgreSQL costs 0.3 ms or more on a busy
+    2-core machine). Database errors come out as Django's (django.db.OperationalError...)."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield

@@ -8,7 +8,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -217,7 +217,9 @@ def positions_record_many(
         in_window, result.rejected = fixes_in_window(shift, fixes, now=now)
         sent.append(len(in_window))
         for fix in in_window:
-            key = (shift.pk, fix.t)
+            # By instant in UTC: a local time in the October clock change's repeated hour
+            # never equals (nor hashes as) the UTC datetime PostgreSQL returns (PEP 495).
+            key = (shift.pk, fix.t.astimezone(UTC))
             if key not in owner:
                 owner[key] = result
                 rows.append((shift.pk, fix, source))
@@ -239,7 +241,9 @@ def positions_record_many(
                 ],
             )
             for shift_id, t, x, y, accuracy in cursor.fetchall():
-                owner[(shift_id, t)].accepted.append(StoredFix(t=t, x=x, y=y, accuracy=accuracy))
+                owner[(shift_id, t.astimezone(UTC))].accepted.append(
+                    StoredFix(t=t, x=x, y=y, accuracy=accuracy)
+                )
     for result, count in zip(results, sent, strict=True):
         result.duplicates = count - len(result.accepted)
     return results

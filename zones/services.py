@@ -37,7 +37,7 @@ from shapely.geometry import MultiPolygon
 
 from maraudes import realtime
 from maraudes.days import service_day, service_day_bounds, service_day_sql
-from maraudes.db import prepared_cursor
+from maraudes.db import pipelined, prepared_cursor
 from maraudes.fixes import Fix
 from maraudes.models import PositionSource, Shift, Team
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
@@ -52,7 +52,12 @@ log = logging.getLogger(__name__)
 INGEST_ATTEMPTS = 3
 
 # Union/intersection results kept valid without paying for MakeValid when they already are.
-_VALID = "CASE WHEN ST_IsValid({g}) THEN {g} ELSE ST_MakeValid({g}) END"
+# The expression is computed once: in the sub-select (OFFSET 0 keeps the planner from pulling
+# it up), not once per mention, as a CASE naming it twice would.
+_VALID = (
+    "(SELECT CASE WHEN ST_IsValid(v.g) THEN v.g ELSE ST_MakeValid(v.g) END"
+    " FROM (SELECT {g} AS g OFFSET 0) v)"
+)
 _POLY = "ST_Multi(ST_CollectionExtract({g}, 3))"
 
 
@@ -189,8 +194,9 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
     ordered = [groups[key] for key in sorted(groups)]
     for group in ordered:
         group.fixes.sort(key=lambda f: f.t)
-    _lock_shifts(sorted({group.shift.pk for group in ordered}))
-    _neighbours(ordered)
+    with pipelined():  # one round trip: the lock, then the neighbours read after it
+        _lock_shifts(sorted({group.shift.pk for group in ordered}))
+        _neighbours(ordered)
     appended: list[tuple[_ShiftDay, MultiPolygon]] = []
     tracks: list[tuple[int, date, list[TrackFix], float]] = []
     for group in ordered:
@@ -207,8 +213,9 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
         piece = _coverage_of(shift, track)
         if not piece.is_empty:
             appended.append((group, piece))
-    presence_add_many(tracks, max_gap_s=settings.MAX_GAP_S)
-    known = _pieces_add([(g.shift.pk, g.day, piece) for g, piece in appended])
+    with pipelined():  # one round trip for presence and the pieces
+        presence_add_many(tracks, max_gap_s=settings.MAX_GAP_S)
+        known = _pieces_add([(g.shift.pk, g.day, piece) for g, piece in appended])
     change.zone_days |= set(known)
     change.known_figures.update(known)
     missing = change.zone_days - set(known)
@@ -227,10 +234,11 @@ _LOCK_ZONE = 2 << 48
 
 
 def _lock_shifts(shift_ids: Sequence[int]) -> None:
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_advisory_xact_lock(%s + s)) FROM unnest(%s::bigint[]) AS s",
             [_LOCK_SHIFT, list(shift_ids)],
+            prepare=True,
         )
 
 
