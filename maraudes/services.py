@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from maraudes import realtime
+from maraudes.db import pg_array, pg_floats, pg_ints, pg_quoted
 from maraudes.fixes import MAX_FUTURE, Fix, FixError, Rejected, check_position, check_time
 from maraudes.models import (
     Action,
@@ -183,7 +184,7 @@ FROM unnest(%s::int8[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float
             %s::float8[], %s::float8[], %s::text[])
      AS f(shift_id, t, lon, lat, accuracy, speed, heading, source)
 ON CONFLICT (shift_id, recorded_at) DO NOTHING
-RETURNING shift_id, recorded_at, ST_X(point), ST_Y(point), accuracy
+RETURNING shift_id, (extract(epoch FROM recorded_at) * 1000000)::int8, ST_X(point), ST_Y(point)
 """
 
 
@@ -199,6 +200,10 @@ def positions_record(
     return positions_record_many([(shift, fixes, source)])[0]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def positions_record_many(
     batches: Sequence[tuple[Shift, Sequence[Fix], str]],
 ) -> list[PositionsRecorded]:
@@ -208,7 +213,7 @@ def positions_record_many(
     counts as a duplicate."""
     now = timezone.now()
     results: list[PositionsRecorded] = []
-    owner: dict[tuple[int, datetime], PositionsRecorded] = {}
+    owner: dict[tuple[int, int], tuple[PositionsRecorded, Fix]] = {}
     rows: list[tuple[int, Fix, str]] = []
     sent: list[int] = []
     for shift, fixes, source in batches:
@@ -217,11 +222,12 @@ def positions_record_many(
         in_window, result.rejected = fixes_in_window(shift, fixes, now=now)
         sent.append(len(in_window))
         for fix in in_window:
-            # By instant in UTC: a local time in the October clock change's repeated hour
-            # never equals (nor hashes as) the UTC datetime PostgreSQL returns (PEP 495).
-            key = (shift.pk, fix.t.astimezone(UTC))
+            # Keyed by the instant in whole microseconds, as the insert returns it: cheaper
+            # to read back than a timestamp, and free of PEP 495's trap (a local time in the
+            # October clock change's repeated hour never equals a UTC datetime).
+            key = (shift.pk, (fix.t - _EPOCH) // _MICROSECOND)
             if key not in owner:
-                owner[key] = result
+                owner[key] = (result, fix)
                 rows.append((shift.pk, fix, source))
     if rows:
         with connection.cursor() as cursor:
@@ -230,19 +236,20 @@ def positions_record_many(
                 [
                     now,
                     settings.SRID,
-                    _array(str(shift_id) for shift_id, _f, _s in rows),
-                    _array("".join(('"', f.t.isoformat(), '"')) for _i, f, _s in rows),
-                    _floats(f.lon for _i, f, _s in rows),
-                    _floats(f.lat for _i, f, _s in rows),
-                    _floats(f.accuracy for _i, f, _s in rows),
-                    _floats(f.speed for _i, f, _s in rows),
-                    _floats(f.heading for _i, f, _s in rows),
-                    _array(_quoted(source) for _i, _f, source in rows),
+                    pg_ints(shift_id for shift_id, _f, _s in rows),
+                    pg_array("".join(('"', f.t.isoformat(), '"')) for _i, f, _s in rows),
+                    pg_floats(f.lon for _i, f, _s in rows),
+                    pg_floats(f.lat for _i, f, _s in rows),
+                    pg_floats(f.accuracy for _i, f, _s in rows),
+                    pg_floats(f.speed for _i, f, _s in rows),
+                    pg_floats(f.heading for _i, f, _s in rows),
+                    pg_array(pg_quoted(source) for _i, _f, source in rows),
                 ],
             )
-            for shift_id, t, x, y, accuracy in cursor.fetchall():
-                owner[(shift_id, t.astimezone(UTC))].accepted.append(
-                    StoredFix(t=t, x=x, y=y, accuracy=accuracy)
+            for shift_id, microseconds, x, y in cursor.fetchall():
+                result, fix = owner[(shift_id, microseconds)]
+                result.accepted.append(
+                    StoredFix(t=fix.t.astimezone(UTC), x=x, y=y, accuracy=fix.accuracy)
                 )
     for result, count in zip(results, sent, strict=True):
         result.duplicates = count - len(result.accepted)
@@ -271,20 +278,6 @@ def fixes_in_window(
         else:
             in_window.append(fix)
     return in_window, rejected
-
-
-# Arrays of a batch go as PostgreSQL array literals: a third faster than letting the driver
-# adapt thousands of Python values one by one (positions_record of 1,000 fixes, 40 -> 29 ms).
-def _array(items: Iterable[str]) -> str:
-    return "{" + ",".join(items) + "}"
-
-
-def _floats(values: Iterable[float | None]) -> str:
-    return _array("NULL" if v is None else repr(float(v)) for v in values)
-
-
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _t(moment: datetime) -> dict[str, str]:

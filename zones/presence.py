@@ -6,10 +6,11 @@ most `max_gap_s` apart, at most the team's `max_speed`) give an interval; its se
 for every zone holding its midpoint (border included, as ST_Intersects), in the local hour
 (TIME_ZONE) of its start. A track is one shift-day, so no interval crosses DAY_START.
 
-The intervals are computed in Python (`track_intervals`, pure). For a batch of fixes, the
-zones holding their midpoints are found by the database in the one statement that adds the
-seconds, so that the append path costs one round trip (well under a millisecond of database
-time for 30 fixes):
+`track_intervals` (pure Python) is the definition; every path computes the same intervals
+with numpy (`tracks_intervals`: a 1,000-fix batch in a fraction of the time). For a batch of
+fixes, the zones holding their midpoints are found by the database in the one statement that
+adds the seconds, so that the append path costs one round trip (well under a millisecond of
+database time for 30 fixes):
 
 - `presence_add` (a batch after the shift-day's latest fix): adds the batch's intervals, the
   one from the fix stored just before the batch included (`presence_add_many`: the batches of
@@ -17,8 +18,8 @@ time for 30 fixes):
 - `presence_replace` (a fix landed between stored ones): the shift-day's rows are computed
   again from all its kept fixes;
 - `presence_rebuild` (coverage_rebuild): the rows of whole days are replaced; there the
-  intervals of all the tracks are computed with numpy (`tracks_intervals`) and tested against
-  the zones with shapely (about a second for a week of Paris, half a million fixes).
+  midpoints of all the tracks are tested against the zones with shapely (about a second for
+  a week of Paris, half a million fixes).
 
 All three give the same rows for the same fixes, whatever order they arrived in.
 """
@@ -37,7 +38,7 @@ import shapely
 from django.conf import settings
 from django.db import connection
 
-from maraudes.db import prepared_cursor
+from maraudes.db import pg_floats, pg_ints, prepared_cursor
 from zones.geometry import TrackFix, joins
 
 
@@ -106,33 +107,25 @@ ON CONFLICT (zone_id, shift_id, day, hour)
 """
 
 
-def _add(cursor: psycopg.Cursor, groups: Sequence[tuple[int, date, Sequence[Interval]]]) -> None:
-    """Add the intervals of shift-days ((shift id, day, intervals)...): one statement, none
-    when there is no interval."""
-    params: dict = {
-        "groups": [],
-        "xs": [],
-        "ys": [],
-        "seconds": [],
-        "hours": [],
-        "shifts": [],
-        "days": [],
-        "srid": settings.SRID,
-    }
-    for shift_id, day, intervals in groups:
-        if not intervals:
-            continue
-        params["shifts"].append(shift_id)
-        params["days"].append(day)
-        g = len(params["shifts"])
-        for i in intervals:
-            params["groups"].append(g)
-            params["xs"].append(i.x)
-            params["ys"].append(i.y)
-            params["seconds"].append(i.seconds)
-            params["hours"].append(i.hour)
-    if params["groups"]:
-        cursor.execute(_ADD_SQL, params, prepare=True)
+def _add(cursor: psycopg.Cursor, keys: Sequence[tuple[int, date]], intervals: Intervals) -> None:
+    """Add `intervals` (their `track`: an index into `keys`, the (shift id, day) of each
+    track): one statement, none when there is no interval. The arrays go as literals."""
+    if not len(intervals):
+        return
+    cursor.execute(
+        _ADD_SQL,
+        {
+            "groups": pg_ints((intervals.track + 1).tolist()),
+            "xs": pg_floats(intervals.x.tolist()),
+            "ys": pg_floats(intervals.y.tolist()),
+            "seconds": pg_floats(intervals.seconds.tolist()),
+            "hours": pg_ints(intervals.hour.tolist()),
+            "shifts": pg_ints(shift_id for shift_id, _day in keys),
+            "days": [day for _shift_id, day in keys],
+            "srid": settings.SRID,
+        },
+        prepare=True,
+    )
 
 
 def presence_add(
@@ -149,26 +142,24 @@ def presence_add_many(
 ) -> None:
     """`presence_add` for several shift-days at once ((shift id, day, track, the team's max
     speed)...), in one statement: for callers that batch fixes across shifts."""
-    tz = _tz()
-    groups = [
-        (shift_id, day, track_intervals(track, max_gap_s=max_gap_s, max_speed=speed, tz=tz))
-        for shift_id, day, track, speed in batches
-    ]
-    if any(intervals for _shift, _day, intervals in groups):
+    intervals = tracks_intervals(
+        [(track, speed) for _shift, _day, track, speed in batches], max_gap_s=max_gap_s, tz=_tz()
+    )
+    if len(intervals):
         with prepared_cursor() as cursor:
-            _add(cursor, groups)
+            _add(cursor, [(shift_id, day) for shift_id, day, _track, _speed in batches], intervals)
 
 
 def presence_replace(
     *, shift_id: int, day: date, track: Sequence[TrackFix], max_gap_s: float, max_speed: float
 ) -> None:
     """The recompute path: `track` is every kept fix of the shift-day, in time order."""
-    intervals = track_intervals(track, max_gap_s=max_gap_s, max_speed=max_speed, tz=_tz())
+    intervals = tracks_intervals([(track, max_speed)], max_gap_s=max_gap_s, tz=_tz())
     with prepared_cursor() as cursor:
         cursor.execute(
             "DELETE FROM zones_zonepresence WHERE shift_id = %s AND day = %s", [shift_id, day]
         )
-        _add(cursor, [(shift_id, day, intervals)])
+        _add(cursor, [(shift_id, day)], intervals)
 
 
 @dataclass(frozen=True)

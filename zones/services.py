@@ -181,14 +181,24 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
     change = CoverageChange()
     groups: dict[tuple[int, date], _ShiftDay] = {}
     for shift, fixes in batches:
-        for fix in fixes:
-            if fix.accuracy > settings.MAX_ACCURACY_M:
-                continue
-            day = service_day(fix.t)
+        kept = [fix for fix in fixes if fix.accuracy <= settings.MAX_ACCURACY_M]
+        if not kept:
+            continue
+        # Service days follow time, so a batch whose first and last fixes share one (nearly
+        # all of them) lies wholly in it: one day computed, not one per fix.
+        first = service_day(min(fix.t for fix in kept))
+        if first == service_day(max(fix.t for fix in kept)):
+            days = [(first, kept)]
+        else:
+            by_day: dict[date, list[StoredFix]] = defaultdict(list)
+            for fix in kept:
+                by_day[service_day(fix.t)].append(fix)
+            days = list(by_day.items())
+        for day, day_fixes in days:
             group = groups.get((shift.pk, day))
             if group is None:
                 group = groups[(shift.pk, day)] = _ShiftDay(shift, day, [])
-            group.fixes.append(fix)
+            group.fixes.extend(day_fixes)
     if not groups:
         return change
     ordered = [groups[key] for key in sorted(groups)]
