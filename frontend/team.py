@@ -84,6 +84,21 @@ def _may_see_team(user, team_id: int) -> bool:
     return team_id in user_team_ids(user) or user_has_role(user, COORDINATION)
 
 
+def _js_catalog_urls() -> list[str]:
+    """The JavaScript catalog of every language: the cached page asks for the one of its own
+    language, which may have changed since the worker was installed (the language menu)."""
+    return [reverse("js-catalog", args=[code]) for code, _name in settings.LANGUAGES]
+
+
+def _js_catalog_files() -> list[Path]:
+    """The compiled catalogs behind those URLs."""
+    return [
+        Path(directory) / code / "LC_MESSAGES" / "djangojs.mo"
+        for directory in settings.LOCALE_PATHS
+        for code, _name in settings.LANGUAGES
+    ]
+
+
 @cache
 def _shell_version() -> str:
     """Changes when a shell file changes: a new service worker then replaces the cached
@@ -94,6 +109,9 @@ def _shell_version() -> str:
             digest.update((STATIC_DIR / name).read_bytes())
     for name in ("app.html", "sw.js"):
         digest.update((TEMPLATES_DIR / name).read_bytes())
+    for compiled in _js_catalog_files():  # French has none: its strings are the msgids
+        if compiled.is_file():
+            digest.update(compiled.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -157,6 +175,7 @@ def team_app(request: HttpRequest) -> HttpResponse:
 @never_cache
 def service_worker(request: HttpRequest) -> HttpResponse:
     shell = [reverse("team-app"), reverse("team-manifest")] + [static(n) for n in SHELL_STATIC]
+    shell += _js_catalog_urls()
     response = render(
         request,
         "frontend/team/sw.js",

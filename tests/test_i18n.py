@@ -1,18 +1,24 @@
-"""French first, English second: the pages switch language, and the English catalog is complete.
+"""French first, English second: the pages switch language, and the English catalogs are
+complete: django.po for Python and templates, djangojs.po for the pages' scripts (served at
+/i18n/js/<lang>/).
 
 When a catalog test fails after you added or changed a French string:
 
     .venv/bin/python manage.py makemessages -l en --ignore=.venv --ignore=.data --ignore=tests \
         --ignore=bench --ignore=staticfiles --no-obsolete
-    # translate the listed msgids in locale/en/LC_MESSAGES/django.po, remove any "fuzzy" flag
+    .venv/bin/python manage.py makemessages -d djangojs -l en --ignore=.venv --ignore=.data \
+        --ignore=tests --ignore=bench --ignore=staticfiles --no-obsolete
+    # translate the listed msgids in locale/en/LC_MESSAGES/django.po and djangojs.po, remove
+    # any "fuzzy" flag
     .venv/bin/python manage.py compilemessages -l en --ignore=.venv
 
-and commit both the .po and the .mo (machines without gettext serve English from the .mo).
+and commit the .po and the .mo files (machines without gettext serve English from the .mo).
 """
 
 from __future__ import annotations
 
 import gettext
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +29,8 @@ from django.urls import reverse
 from django.utils import translation
 
 CATALOG = Path(settings.BASE_DIR) / "locale" / "en" / "LC_MESSAGES"
-PO = CATALOG / "django.po"
-MO = CATALOG / "django.mo"
+# gettext domains: django (Python and templates) and djangojs (the pages' scripts).
+DOMAINS = ["django", "djangojs"]
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +81,54 @@ def test_the_language_menu_switches_to_english_and_back(client):
 
     client.post(reverse("set_language"), {"language": "fr", "next": login})
     assert "Mot de passe" in client.get(login).content.decode()
+
+
+# --- The scripts' catalog ----------------------------------------------------------------------
+
+
+def script_catalog(body: str) -> dict:
+    """The translations in a JavaScriptCatalog response: msgid -> text (or plural forms)."""
+    match = re.search(r"const newcatalog = (\{.*?\n  \});", body, re.S)
+    return json.loads(match.group(1)) if match else {}
+
+
+def test_the_scripts_catalog_is_in_english_at_its_english_url(client):
+    response = client.get(reverse("js-catalog", args=["en"]))
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+    assert response["Content-Language"] == "en"
+    body = response.content.decode()
+    catalog = script_catalog(body)
+    assert catalog["✓ Tout est envoyé"] == "✓ Everything sent"
+    assert catalog["Légende"] == "Legend"
+    assert catalog["%(count)s personne"] == ["%(count)s person", "%(count)s people"]
+    assert "(n != 1)" in body  # English plural rule
+
+
+def test_the_scripts_catalog_is_french_by_default_so_the_msgids_show(client):
+    response = client.get(reverse("js-catalog", args=[settings.LANGUAGE_CODE]))
+
+    assert response.status_code == 200
+    assert response["Content-Language"] == "fr"
+    body = response.content.decode()
+    assert "django.gettext = function" in body
+    assert script_catalog(body) == {}  # gettext() hands back the French it was given
+    assert "Everything sent" not in body
+
+
+@pytest.mark.parametrize(("lang", "asked", "shows"), [("fr", "en", None), ("en", "fr", "Legend")])
+def test_the_scripts_catalog_follows_its_url_not_the_browser(client, lang, asked, shows):
+    """One URL, one language: the team app's service worker keeps each URL's copy offline."""
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = asked
+
+    body = client.get(reverse("js-catalog", args=[lang]), HTTP_ACCEPT_LANGUAGE=asked).content
+
+    assert script_catalog(body.decode()).get("Légende") == shows
+
+
+def test_the_scripts_catalog_of_an_unknown_language_is_not_found(client):
+    assert client.get("/i18n/js/de/").status_code == 404
 
 
 # --- The catalog -----------------------------------------------------------------------------
@@ -140,9 +194,9 @@ def parse_po(path: Path) -> list[Entry]:
     return entries
 
 
-def messages() -> list[Entry]:
-    assert PO.is_file(), f"{PO} is missing: run makemessages -l en (see this module's docstring)"
-    return [entry for entry in parse_po(PO) if entry.msgid]
+def messages(po: Path) -> list[Entry]:
+    assert po.is_file(), f"{po} is missing: run makemessages (see this module's docstring)"
+    return [entry for entry in parse_po(po) if entry.msgid]
 
 
 def describe(entry: Entry) -> str:
@@ -150,34 +204,44 @@ def describe(entry: Entry) -> str:
     return f"  line {entry.line}: {entry.msgid!r}{context}"
 
 
-def test_the_english_catalog_has_a_proper_header():
-    header = next(entry for entry in parse_po(PO) if not entry.msgid).msgstr[0]
+@pytest.fixture(params=DOMAINS)
+def domain(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def po(domain) -> Path:
+    return CATALOG / f"{domain}.po"
+
+
+def test_the_english_catalog_has_a_proper_header(po):
+    header = next(entry for entry in parse_po(po) if not entry.msgid).msgstr[0]
 
     assert "Language: en\n" in header
     assert "Plural-Forms: nplurals=2; plural=(n != 1);\n" in header
     assert "charset=UTF-8" in header
 
 
-def test_every_french_string_has_an_english_translation():
+def test_every_french_string_has_an_english_translation(po):
     untranslated = []
-    for entry in messages():
+    for entry in messages(po):
         forms = 2 if entry.msgid_plural is not None else 1
         if any(not entry.msgstr.get(i, "").strip() for i in range(forms)):
             untranslated.append(entry)
 
     assert not untranslated, (
-        f"{len(untranslated)} message(s) without an English translation in {PO}:\n"
+        f"{len(untranslated)} message(s) without an English translation in {po}:\n"
         + "\n".join(map(describe, untranslated))
     )
 
 
-def test_no_translation_is_left_fuzzy():
+def test_no_translation_is_left_fuzzy(po):
     """makemessages marks a guessed translation "fuzzy" when a French string changes; gettext
     ignores those, so the English page would silently show French."""
-    fuzzy = [entry for entry in parse_po(PO) if "fuzzy" in entry.flags]
+    fuzzy = [entry for entry in parse_po(po) if "fuzzy" in entry.flags]
 
     assert not fuzzy, (
-        f"{len(fuzzy)} fuzzy entr(y/ies) in {PO}: check the translation, then drop the flag:\n"
+        f"{len(fuzzy)} fuzzy entr(y/ies) in {po}: check the translation, then drop the flag:\n"
         + "\n".join(map(describe, fuzzy))
     )
 
@@ -187,11 +251,12 @@ _PERCENT = re.compile(r"%(?:\([^)]*\))?[-#0 +]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa%]"
 _BRACES = re.compile(r"\{[^{}]*\}")
 
 
-def test_translations_keep_the_placeholders():
+def test_translations_keep_the_placeholders(domain, po):
     broken = []
-    for entry in messages():
+    for entry in messages(po):
         pattern = _BRACES if "python-brace-format" in entry.flags else _PERCENT
-        if "python-format" not in entry.flags and pattern is _PERCENT:
+        # The scripts' strings carry no format flag: interpolate() fills every %(name)s.
+        if "python-format" not in entry.flags and pattern is _PERCENT and domain != "djangojs":
             continue
         expected = sorted(pattern.findall(entry.msgid))
         for index, text in entry.msgstr.items():
@@ -204,16 +269,17 @@ def test_translations_keep_the_placeholders():
     assert not broken, "placeholders changed in translation:\n" + "\n".join(broken)
 
 
-def test_the_compiled_catalog_matches_the_po():
+def test_the_compiled_catalog_matches_the_po(po):
     """The committed .mo is what Django serves; compare it with the .po entry by entry (a
     timestamp says nothing after a git checkout)."""
+    mo = po.with_suffix(".mo")
     recompile = "run compilemessages -l en --ignore=.venv (see this module's docstring)"
-    assert MO.is_file(), f"{MO} is missing: {recompile}"
-    with MO.open("rb") as fp:
+    assert mo.is_file(), f"{mo} is missing: {recompile}"
+    with mo.open("rb") as fp:
         compiled = gettext.GNUTranslations(fp)
 
     stale = []
-    for entry in messages():
+    for entry in messages(po):
         if "fuzzy" in entry.flags or not all(entry.msgstr.values()):
             continue  # not compiled on purpose; the two tests above report these
         if entry.msgid_plural is None:
@@ -235,6 +301,6 @@ def test_the_compiled_catalog_matches_the_po():
         if any(got[i] != entry.msgstr.get(i, "") for i in got):
             stale.append(entry)
 
-    assert not stale, f"{MO} is out of date for {len(stale)} message(s): {recompile}\n" + "\n".join(
+    assert not stale, f"{mo} is out of date for {len(stale)} message(s): {recompile}\n" + "\n".join(
         map(describe, stale)
     )

@@ -58,6 +58,18 @@ class _UvicornThread(threading.Thread):
             self.error = exc
 
 
+def log_in_by_cookie(context, base_url: str, user) -> None:
+    """Log `user` in to a browser context without the login form, whose labels change with the
+    language: a session made by the test client, handed over as its cookie."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": base_url}])
+
+
 @pytest.fixture
 def live_app(transactional_db) -> Iterator[str]:
     """Base URL (http://127.0.0.1:<port>) of the real ASGI app, served while the test runs.

@@ -24,7 +24,7 @@ from maraudes.days import service_day
 from maraudes.fixes import Fix
 from maraudes.models import Role
 from maraudes.services import shift_start
-from tests.browser.harness import artifact_path
+from tests.browser.harness import artifact_path, log_in_by_cookie
 from tests.factories import TeamFactory, ZoneFactory, tile, user_with_role
 from tests.support.paris import to_wgs84
 from zones.models import Assignment
@@ -119,6 +119,39 @@ def open_map(page, live_app: str, username: str = "nadia") -> list[str]:
     expect(page.locator("#white-list li.white-item").first).to_be_visible(timeout=SLOW)
     page.wait_for_function("window.maraudes && window.maraudes.state.loadedOnce", timeout=SLOW)
     return blocked
+
+
+@pytest.mark.parametrize(
+    ("locale", "legend", "summary", "age", "assign"),
+    [
+        ("en-GB", "Legend", "No encounters from ", r"last position \d+ s ago", "assign…"),
+        ("fr-FR", "Légende", "Aucune rencontre du ", r"dernier point il y a \d+ s", "affecter…"),
+    ],
+    ids=["english", "french"],
+)
+def test_the_maps_script_speaks_the_language_of_the_browser(
+    request, scene, live_app, browser, locale, legend, summary, age, assign
+):
+    """What map.js writes (legend, summary, team ages, white-zone buttons) comes from the
+    scripts' catalog of the page's language, not from French literals."""
+    context = browser.new_context(
+        base_url=live_app, locale=locale, timezone_id="Europe/Paris", viewport=LAPTOP
+    )
+    context.set_default_timeout(10_000)
+    try:
+        log_in_by_cookie(context, live_app, scene["nadia"])
+        page = context.new_page()
+        block_tiles(page, live_app)
+        page.goto("/carte/")
+        page.wait_for_function("window.maraudes && window.maraudes.state.loadedOnce", timeout=SLOW)
+
+        expect(page.locator(".legend-toggle")).to_have_text(legend)
+        expect(page.locator("#window-summary")).to_contain_text(summary)
+        expect(page.locator("#teams-list .team-age")).to_have_text(re.compile(age))
+        expect(page.locator("#white-list .white-assign button").first).to_have_text(assign)
+        page.screenshot(path=artifact_path(request.node), full_page=True)
+    finally:
+        context.close()
 
 
 def zone_path(page, code: str):

@@ -64,6 +64,15 @@ def test_leaflet_comes_from_the_app_and_tiles_from_the_settings(client):
     assert settings.TILES_ATTRIBUTION in html
 
 
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_the_map_loads_the_scripts_catalog_of_its_language_before_its_script(client, lang):
+    client.force_login(user_with_role(Role.COORDINATOR))
+
+    html = client.get("/carte/", HTTP_ACCEPT_LANGUAGE=lang).content.decode()
+
+    assert html.index(f'<script src="/i18n/js/{lang}/"></script>') < html.index("frontend/map.js")
+
+
 @pytest.mark.parametrize("role", [Role.PLANNER, Role.FIELD])
 def test_the_map_is_refused_to_planners_and_team_members(client, role):
     team = TeamFactory() if role == Role.FIELD else None

@@ -75,6 +75,18 @@ def test_a_planner_sees_the_week_in_french_with_small_counts_hidden(week47):
     assert html.count('class="trend-point') == 8
 
 
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_the_report_loads_the_scripts_catalog_of_its_language_before_its_script(week47, lang):
+    html = (
+        client_for(Role.PLANNER)
+        .get("/rapports/?week=2026-W47", HTTP_ACCEPT_LANGUAGE=lang)
+        .content.decode()
+    )
+
+    catalog = html.index(f'<script src="/i18n/js/{lang}/"></script>')
+    assert catalog < html.index("frontend/reports.js")
+
+
 def test_a_coordinator_sees_exact_figures_on_screen_and_hidden_ones_on_paper(week47):
     html = client_for(Role.COORDINATOR).get("/rapports/?week=2026-W47").content.decode()
 

@@ -141,6 +141,9 @@ def test_the_service_worker_is_served_at_the_apps_scope(client):
     assert "/equipe/" in shell
     assert "/static/frontend/team/app.js" in shell
     assert "/static/leaflet/leaflet.js" in shell
+    # The scripts' catalog of every language: the page kept offline may be in either.
+    assert "/i18n/js/fr/" in shell
+    assert "/i18n/js/en/" in shell
 
 
 def test_every_shell_file_is_served(client):
@@ -150,6 +153,19 @@ def test_every_shell_file_is_served(client):
     for url in shell:
         if url.startswith("/static/"):
             assert finders.find(url.removeprefix("/static/")), url
+        elif url != "/equipe/":  # the page itself needs a login; the worker fetches it apart
+            assert client.get(url).status_code == 200, url
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_the_app_loads_the_scripts_catalog_of_its_language_before_its_scripts(
+    client_for, member, lang
+):
+    html = client_for(member).get("/equipe/", HTTP_ACCEPT_LANGUAGE=lang).content.decode()
+
+    catalog = html.index(f'<script src="/i18n/js/{lang}/"></script>')
+    assert catalog < html.index("/static/frontend/team/app.js")
+    assert catalog < html.index("/static/leaflet/leaflet.js")
 
 
 def test_the_service_worker_version_follows_the_shell(client, settings, monkeypatch):
@@ -158,6 +174,22 @@ def test_the_service_worker_version_follows_the_shell(client, settings, monkeypa
     first = client.get("/equipe/sw.js").content
     monkeypatch.setattr(team_views, "SHELL_STATIC", [*team_views.SHELL_STATIC, "frontend/map.css"])
     settings.DEBUG = True  # recomputed at each request
+
+    assert client.get("/equipe/sw.js").content != first
+
+
+def test_the_service_worker_version_follows_the_scripts_catalogs(
+    client, settings, monkeypatch, tmp_path
+):
+    """A new translation must reach the phones: the worker's version follows the .mo files."""
+    compiled = tmp_path / "en" / "LC_MESSAGES" / "djangojs.mo"
+    compiled.parent.mkdir(parents=True)
+    compiled.write_bytes(b"first")
+    settings.LOCALE_PATHS = [tmp_path]
+    settings.DEBUG = True  # recomputed at each request
+    first = client.get("/equipe/sw.js").content
+
+    compiled.write_bytes(b"second")
 
     assert client.get("/equipe/sw.js").content != first
 

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from maraudes.days import service_day
 from maraudes.models import Encounter, Position, Role, Shift
 from maraudes.services import tracker_token_hash
-from tests.browser.harness import artifact_path
+from tests.browser.harness import artifact_path, log_in_by_cookie
 from tests.factories import TeamFactory, ZoneFactory, user_with_role
 from zones.models import Assignment, ZoneDayCoverage
 
@@ -62,11 +62,10 @@ def notre_dame(team):
     return zone
 
 
-@pytest.fixture
-def phone(browser, live_app):
+def phone_context(browser, live_app: str, locale: str = "fr-FR"):
     context = browser.new_context(
         base_url=live_app,
-        locale="fr-FR",
+        locale=locale,
         timezone_id="Europe/Paris",
         viewport=PHONE,
         device_scale_factor=2,
@@ -76,6 +75,12 @@ def phone(browser, live_app):
         permissions=["geolocation"],
     )
     context.set_default_timeout(15_000)
+    return context
+
+
+@pytest.fixture
+def phone(browser, live_app):
+    context = phone_context(browser, live_app)
     yield context
     context.close()
 
@@ -110,6 +115,35 @@ def walk(phone, page, steps: int, start: dict, *, north_m: float = 3.3):
 
 def wait_for_service_worker(page):
     page.wait_for_function("navigator.serviceWorker && navigator.serviceWorker.controller !== null")
+
+
+@pytest.mark.parametrize(
+    ("locale", "sent", "offline"),
+    [("en-GB", "✓ Everything sent", "Offline"), ("fr-FR", f"✓ {SENT}", "Hors ligne")],
+    ids=["english", "french"],
+)
+def test_the_apps_script_speaks_the_language_of_the_phone_offline_too(
+    request, live_app, browser, amina, notre_dame, locale, sent, offline
+):
+    """app.js writes the counter and the network pill from the scripts' catalog of the page's
+    language; the service worker keeps that catalog, so a reload offline still speaks it."""
+    context = phone_context(browser, live_app, locale)
+    try:
+        log_in_by_cookie(context, live_app, amina)
+        page = context.new_page()
+        page.goto("/equipe/")
+        expect(page.locator("#pending")).to_have_text(sent)
+        expect(page.locator("#start-zones")).to_contain_text("Notre-Dame")
+        wait_for_service_worker(page)
+
+        context.set_offline(True)
+        page.reload()
+
+        expect(page.locator("#net")).to_have_text(offline)
+        expect(page.locator("#pending")).to_have_text(sent)
+        page.screenshot(path=artifact_path(request.node))
+    finally:
+        context.close()
 
 
 def test_a_shift_with_an_encounter_logged_offline(

@@ -16,6 +16,9 @@
  *
  * Text from the server (names of zones and teams) goes through textContent or esc(), never
  * straight into innerHTML.
+ *
+ * Words are French, translated by gettext(), ngettext() and interpolate() from the page's
+ * JavaScript catalog (/i18n/js/<lang>/, loaded before this file; locale/en/LC_MESSAGES/djangojs.po).
  */
 (function () {
   "use strict";
@@ -37,10 +40,13 @@
   const WHITE_LIST_SHORT = 10;
   const LEGEND_KEY = "maraudes.carte.legende";
 
-  const fmtTime = new Intl.DateTimeFormat("fr-FR", { hour: "2-digit", minute: "2-digit", timeZone: TZ });
-  const fmtDay = new Intl.DateTimeFormat("fr-FR", { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
+  // Dates and numbers in the page's language (British English: a 24-hour clock, day first).
+  const LOCALE = { fr: "fr-FR", en: "en-GB" }[document.documentElement.lang] || "fr-FR";
+  const fmtTime = new Intl.DateTimeFormat(LOCALE, { hour: "2-digit", minute: "2-digit", timeZone: TZ });
+  const fmtDay = new Intl.DateTimeFormat(LOCALE, { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
   const fmtIsoDay = new Intl.DateTimeFormat("en-CA", { year: "numeric", month: "2-digit", day: "2-digit", timeZone: TZ });
-  const fmtNumber = new Intl.NumberFormat("fr-FR", { maximumFractionDigits: 1 });
+  const fmtNumber = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 1 });
+  const fmtPercent = new Intl.NumberFormat(LOCALE, { style: "percent", maximumFractionDigits: 0 });
 
   const state = {
     map: null,
@@ -132,13 +138,18 @@
     return fmtIsoDay.format(new Date(Date.now() - config.dayStartMinutes * 60 * 1000));
   }
 
+  /** "%(name)s" filled from `values`: interpolate() with named placeholders. */
+  function fill(format, values) {
+    return interpolate(format, values, true);
+  }
+
   function ageText(ms) {
     const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-    if (s < 60) return `il y a ${s} s`;
+    if (s < 60) return fill(gettext("il y a %(seconds)s s"), { seconds: s });
     const m = Math.round(s / 60);
-    if (m < 60) return `il y a ${m} min`;
+    if (m < 60) return fill(gettext("il y a %(minutes)s min"), { minutes: m });
     const hrs = Math.floor(m / 60);
-    return `il y a ${hrs} h ${String(m % 60).padStart(2, "0")}`;
+    return fill(gettext("il y a %(hours)s h %(minutes)s"), { hours: hrs, minutes: String(m % 60).padStart(2, "0") });
   }
 
   function ageClass(ms) {
@@ -148,6 +159,10 @@
 
   function hectares(m2) {
     return fmtNumber.format(m2 / 10000) + " ha";
+  }
+
+  function percent(ratio) {
+    return fmtPercent.format(ratio);
   }
 
   function notice(text) {
@@ -173,8 +188,8 @@
       for (const messages of Object.values(body)) parts.push(...[].concat(messages));
       if (parts.length) return parts.join(" ");
     }
-    if (err && err.status) return `Erreur ${err.status} du serveur.`;
-    return "Le serveur ne répond pas : vérifiez la connexion.";
+    if (err && err.status) return fill(gettext("Erreur %(status)s du serveur."), { status: err.status });
+    return gettext("Le serveur ne répond pas : vérifiez la connexion.");
   }
 
   async function api(method, url, { params, body } = {}) {
@@ -207,14 +222,14 @@
   // --- Connection state ---------------------------------------------------------------------
 
   const CONN_TEXT = {
-    connecting: () => "Connexion au direct…",
-    live: () => "En direct",
+    connecting: () => gettext("Connexion au direct…"),
+    live: () => gettext("En direct"),
     offline: () => {
       const s = state.retryAt ? Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000)) : 0;
-      return s > 0 ? `Déconnecté · nouvel essai dans ${s} s` : "Déconnecté · nouvel essai…";
+      return s > 0 ? fill(gettext("Déconnecté · nouvel essai dans %(seconds)s s"), { seconds: s }) : gettext("Déconnecté · nouvel essai…");
     },
-    auth: () => "Déconnecté · session expirée",
-    forbidden: () => "Déconnecté · direct refusé pour ce compte",
+    auth: () => gettext("Déconnecté · session expirée"),
+    forbidden: () => gettext("Déconnecté · direct refusé pour ce compte"),
   };
 
   function setConn(name) {
@@ -228,7 +243,7 @@
     const text = el.querySelector(".conn-text");
     text.textContent = CONN_TEXT[state.connState]();
     if (state.connState === "auth") {
-      text.append(" · ", h("a", { href: config.loginUrl }, "se reconnecter"));
+      text.append(" · ", h("a", { href: config.loginUrl }, gettext("se reconnecter")));
     }
   }
 
@@ -392,11 +407,11 @@
   function reloadLayers() {
     return buffered(() =>
       Promise.allSettled([
-        report(loadZones(), "les zones"),
-        report(loadCoverage(), "les zones blanches"),
-        report(loadEncounters(), "les rencontres"),
-        report(loadTeams(), "les équipes en maraude"),
-        report(loadAssignments(), "les affectations"),
+        report(loadZones(), gettext("les zones")),
+        report(loadCoverage(), gettext("les zones blanches")),
+        report(loadEncounters(), gettext("les rencontres")),
+        report(loadTeams(), gettext("les équipes en maraude")),
+        report(loadAssignments(), gettext("les affectations")),
       ]),
     ).then(() => {
       restyleZones();
@@ -409,9 +424,9 @@
       return await promise;
     } catch (err) {
       if (err instanceof HttpError && (err.status === 401 || err.status === 403)) {
-        notice("Votre session a expiré : rechargez la page pour vous reconnecter.");
+        notice(gettext("Votre session a expiré : rechargez la page pour vous reconnecter."));
       } else {
-        notice(`Impossible de charger ${what} : ${errorText(err)}`);
+        notice(fill(gettext("Impossible de charger %(what)s : %(error)s"), { what, error: errorText(err) }));
       }
       throw err;
     }
@@ -564,7 +579,7 @@
       let team = state.teams.get(e.shift);
       if (!team) {
         const info = teamInfo.get(e.team) || {};
-        team = upsertTeam({ team: e.team, team_name: info.name || `Équipe ${e.team}`, color: info.color || "#555555", shift: e.shift });
+        team = upsertTeam({ team: e.team, team_name: info.name || fill(gettext("Équipe %(id)s"), { id: e.team }), color: info.color || "#555555", shift: e.shift });
       }
       const t = Date.parse(e.t);
       if (team.lastFix && t <= team.lastFix.t) return; // an older fix arriving late
@@ -600,7 +615,7 @@
     const wait = Math.max(0, COVERAGE_REFRESH_MS - (Date.now() - (state.coverageLoadedAt || 0)));
     state.coverageTimer = setTimeout(() => {
       state.coverageTimer = null;
-      report(loadCoverage(), "les zones blanches").then(loadConflicts, () => {});
+      report(loadCoverage(), gettext("les zones blanches")).then(loadConflicts, () => {});
     }, wait);
   }
 
@@ -669,7 +684,7 @@
       el.dataset.lat = team.lastFix.lat;
       el.dataset.lon = team.lastFix.lon;
     }
-    team.marker.setTooltipContent(`<strong>${esc(team.name)}</strong><br>dernier point ${esc(ageText(team.lastFix.t))}`);
+    team.marker.setTooltipContent(`<strong>${esc(team.name)}</strong><br>${esc(fill(gettext("dernier point %(age)s"), { age: ageText(team.lastFix.t) }))}`);
   }
 
   function removeTeamLayers(team) {
@@ -705,12 +720,12 @@
               "span",
               { class: "team-name" },
               team.name,
-              team.startedAt ? h("small", { class: "team-since" }, ` depuis ${fmtTime.format(new Date(team.startedAt))}`) : null,
+              team.startedAt ? h("small", { class: "team-since" }, " ", fill(gettext("depuis %(time)s"), { time: fmtTime.format(new Date(team.startedAt)) })) : null,
             ),
             h(
               "span",
               { class: `team-age ${team.lastFix ? ageClass(team.lastFix.t) : "none"}` },
-              team.lastFix ? `dernier point ${ageText(team.lastFix.t)}` : "pas encore de position",
+              team.lastFix ? fill(gettext("dernier point %(age)s"), { age: ageText(team.lastFix.t) }) : gettext("pas encore de position"),
             ),
           ),
         ),
@@ -776,11 +791,11 @@
       }).addTo(flags);
     for (const d of c.double_booked) {
       const at = centre(d.zone);
-      if (at) badge(at, "flag-double", `${d.teams.length} équipes`, d.message);
+      if (at) badge(at, "flag-double", fill(ngettext("%(count)s équipe", "%(count)s équipes", d.teams.length), { count: d.teams.length }), d.message);
     }
     for (const u of c.uncovered_priorities) {
       const at = centre(u.zone);
-      if (at) badge(at, "flag-priority", `! n° ${u.rank}`, u.message);
+      if (at) badge(at, "flag-priority", fill(gettext("! n° %(rank)s"), { rank: u.rank }), u.message);
     }
     for (const f of c.far_apart) {
       const a = centre(f.zones[0].zone);
@@ -846,23 +861,23 @@
     const facts = [];
     if (white) {
       const p = white.properties;
-      facts.push(`Blanc sur la période : ${Math.round(p.white_ratio * 100)} % (${hectares(p.white_m2)})`);
-      facts.push(p.last_visit ? `dernier passage : ${dayLabel(p.last_visit)}` : "jamais visitée");
+      facts.push(fill(gettext("Blanc sur la période : %(percent)s (%(area)s)"), { percent: percent(p.white_ratio), area: hectares(p.white_m2) }));
+      facts.push(p.last_visit ? fill(gettext("dernier passage : %(day)s"), { day: dayLabel(p.last_visit) }) : gettext("jamais visitée"));
     } else {
-      facts.push("Entièrement couverte sur la période");
+      facts.push(gettext("Entièrement couverte sur la période"));
     }
     const taken = new Set(assigned.map((a) => a.team));
     const choices = config.teams.filter((t) => !taken.has(t.id));
     let form = null;
     if (nightIsPast()) {
-      form = h("p", { class: "muted" }, "Nuit passée : les affectations ne changent plus.");
+      form = h("p", { class: "muted" }, gettext("Nuit passée : les affectations ne changent plus."));
     } else if (choices.length) {
       const select = h(
         "select",
-        { name: "team", "aria-label": "Équipe", required: true },
+        { name: "team", "aria-label": gettext("Équipe"), required: true },
         choices.map((t) => h("option", { value: t.id }, `${t.name} · ${t.organization}`)),
       );
-      const button = h("button", { type: "submit", class: "primary" }, "Affecter");
+      const button = h("button", { type: "submit", class: "primary" }, gettext("Affecter"));
       form = h(
         "form",
         {
@@ -872,7 +887,7 @@
             assign(zoneId, Number(select.value), error, button);
           },
         },
-        h("label", {}, "Équipe ", select),
+        h("label", {}, gettext("Équipe"), " ", select),
         button,
       );
     }
@@ -881,7 +896,7 @@
       { class: "zone-popup-body", dataset: { zone: zoneId } },
       h("h3", {}, zone.name, " ", h("small", {}, zone.code)),
       h("p", { class: "muted" }, facts.join(" · ")),
-      h("p", { class: "popup-night" }, h("strong", {}, `Nuit du ${dayLabel(state.night)}`)),
+      h("p", { class: "popup-night" }, h("strong", {}, fill(gettext("Nuit du %(day)s"), { day: dayLabel(state.night) }))),
       assigned.length
         ? h(
             "ul",
@@ -894,11 +909,11 @@
                 h("span", {}, a.team_name),
                 nightIsPast()
                   ? null
-                  : h("button", { type: "button", class: "link remove", "aria-label": `Retirer ${a.team_name}`, onclick: () => unassign(a, error) }, "retirer"),
+                  : h("button", { type: "button", class: "link remove", "aria-label": fill(gettext("Retirer %(team)s"), { team: a.team_name }), onclick: () => unassign(a, error) }, gettext("retirer")),
               ),
             ),
           )
-        : h("p", { class: "muted" }, "Aucune équipe cette nuit."),
+        : h("p", { class: "muted" }, gettext("Aucune équipe cette nuit.")),
       form,
       error,
     );
@@ -931,7 +946,7 @@
     const teams = [...byTeam.values()].sort((a, b) => a.name.localeCompare(b.name, "fr"));
     const list = $("assignments-list");
     if (!teams.length) {
-      list.replaceChildren(h("li", { class: "muted" }, `Aucune zone affectée pour la nuit du ${dayLabel(state.night)}`));
+      list.replaceChildren(h("li", { class: "muted" }, fill(gettext("Aucune zone affectée pour la nuit du %(day)s"), { day: dayLabel(state.night) })));
       return;
     }
     const past = nightIsPast();
@@ -951,7 +966,7 @@
                   "span",
                   { class: "chip", dataset: { assignment: a.id } },
                   h("button", { type: "button", class: "link chip-zone", title: a.zone_name, onclick: () => zoomToZone(a.zone, true) }, a.zone_name.replace(/^Secteur /, "")),
-                  past ? null : h("button", { type: "button", class: "chip-remove", "aria-label": `Retirer ${a.zone_name} à ${a.team_name}`, onclick: () => unassign(a) }, "×"),
+                  past ? null : h("button", { type: "button", class: "chip-remove", "aria-label": fill(gettext("Retirer %(zone)s à %(team)s"), { zone: a.zone_name, team: a.team_name }), onclick: () => unassign(a) }, "×"),
                 ),
               ),
           ),
@@ -973,11 +988,11 @@
       ...c.uncovered_priorities.map((u) => ({ cls: "conflict-priority", zone: u.zone, text: u.message })),
     ];
     if (!items.length) {
-      box.replaceChildren(h("p", { class: "ok" }, "Rien à signaler pour cette nuit."));
+      box.replaceChildren(h("p", { class: "ok" }, gettext("Rien à signaler pour cette nuit.")));
       return;
     }
     box.replaceChildren(
-      h("h3", {}, `À vérifier (${items.length})`),
+      h("h3", {}, fill(gettext("À vérifier (%(count)s)"), { count: items.length })),
       h(
         "ul",
         { class: "conflicts-list" },
@@ -1020,38 +1035,44 @@
           { class: "white-item", dataset: { zone: f.id, code: p.code } },
           h(
             "button",
-            { type: "button", class: "white-zoom", onclick: () => zoomToZone(f.id, false), title: "Centrer la carte sur cette zone blanche" },
+            { type: "button", class: "white-zoom", onclick: () => zoomToZone(f.id, false), title: gettext("Centrer la carte sur cette zone blanche") },
             h("span", { class: "rank" }, i + 1),
             h("span", { class: "white-name" }, p.name, " ", h("small", {}, p.code)),
-            h("span", { class: "white-fig" }, `${hectares(p.white_m2)} · ${Math.round(p.white_ratio * 100)} %`),
+            h("span", { class: "white-fig" }, `${hectares(p.white_m2)} · ${percent(p.white_ratio)}`),
           ),
           h("p", { class: "reason" }, p.reason),
           h(
             "p",
             { class: "white-assign" },
             assigned.length
-              ? h("span", { class: "assigned" }, swatch(assigned[0].color), `${dayLabel(tonight)} : ${assigned.map((a) => a.team_name).join(", ")}`)
-              : h("span", { class: "unassigned" }, `${dayLabel(tonight)} : sans équipe`),
-            h("button", { type: "button", class: "link", onclick: () => zoomToZone(f.id, true) }, "affecter…"),
+              ? h("span", { class: "assigned" }, swatch(assigned[0].color), fill(gettext("%(day)s : %(teams)s"), { day: dayLabel(tonight), teams: assigned.map((a) => a.team_name).join(", ") }))
+              : h("span", { class: "unassigned" }, fill(gettext("%(day)s : sans équipe"), { day: dayLabel(tonight) })),
+            h("button", { type: "button", class: "link", onclick: () => zoomToZone(f.id, true) }, gettext("affecter…")),
           ),
         );
       }),
     );
-    if (!features.length) list.replaceChildren(h("li", { class: "muted" }, "Aucune zone blanche sur la période."));
+    if (!features.length) list.replaceChildren(h("li", { class: "muted" }, gettext("Aucune zone blanche sur la période.")));
     const more = $("white-more");
     more.hidden = features.length <= WHITE_LIST_SHORT;
-    more.textContent = state.showAllWhite ? "Afficher les 10 premières" : `Afficher les ${features.length} zones`;
+    more.textContent = state.showAllWhite
+      ? fill(gettext("Afficher les %(count)s premières"), { count: WHITE_LIST_SHORT })
+      : fill(ngettext("Afficher %(count)s zone", "Afficher les %(count)s zones", features.length), { count: features.length });
   }
 
   function renderWindowSummary() {
     let people = 0;
     for (const e of state.encounters.values()) people += e.people;
     const n = state.encounters.size;
-    const period = `du ${dayLabel(state.window.from)} au ${dayLabel(state.window.to)}`;
+    const period = fill(gettext("du %(from)s au %(to)s"), { from: dayLabel(state.window.from), to: dayLabel(state.window.to) });
     const text = n
-      ? `${n} rencontre${n > 1 ? "s" : ""} (${people} personne${people > 1 ? "s" : ""}) ${period}`
-      : `Aucune rencontre ${period}`;
-    $("window-summary").textContent = state.encountersTruncated ? `${text} — liste tronquée, réduisez la période` : text;
+      ? fill(gettext("%(encounters)s (%(people)s) %(period)s"), {
+          encounters: fill(ngettext("%(count)s rencontre", "%(count)s rencontres", n), { count: n }),
+          people: fill(ngettext("%(count)s personne", "%(count)s personnes", people), { count: people }),
+          period,
+        })
+      : fill(gettext("Aucune rencontre %(period)s"), { period });
+    $("window-summary").textContent = state.encountersTruncated ? fill(gettext("%(summary)s — liste tronquée, réduisez la période"), { summary: text }) : text;
   }
 
   // --- The map itself ---------------------------------------------------------------------
@@ -1064,18 +1085,18 @@
       const body = h(
         "div",
         { class: "legend-body", id: "legend-body" },
-        h("h3", {}, "Dernier passage"),
+        h("h3", {}, gettext("Dernier passage")),
         h("ul", {}, config.staleness.map((s) => row(box("fill", `background:${STALENESS_COLORS[s.key]}`), s.label.replace(/^couverte /, "")))),
-        h("h3", {}, "Sur la carte"),
+        h("h3", {}, gettext("Sur la carte")),
         h(
           "ul",
           {},
-          row(box("hatch"), "zone blanche de la période"),
-          row(box("dot", `background:${ENCOUNTER_COLOR}`), "rencontre (taille : personnes)"),
-          row(box("team"), `équipe, trace de ${config.trailMinutes} min`),
-          row(box("assigned"), "zone affectée (couleur d'équipe)"),
-          row(box("double"), "zone à plusieurs équipes"),
-          row(box("priority"), "priorité sans équipe"),
+          row(box("hatch"), gettext("zone blanche de la période")),
+          row(box("dot", `background:${ENCOUNTER_COLOR}`), gettext("rencontre (taille : personnes)")),
+          row(box("team"), fill(gettext("équipe, trace de %(minutes)s min"), { minutes: config.trailMinutes })),
+          row(box("assigned"), gettext("zone affectée (couleur d'équipe)")),
+          row(box("double"), gettext("zone à plusieurs équipes")),
+          row(box("priority"), gettext("priorité sans équipe")),
         ),
       );
       // Open at first; a coordinator who knows it by heart folds it away, and it stays so.
@@ -1091,7 +1112,7 @@
       const toggle = h(
         "button",
         { type: "button", class: "legend-toggle", "aria-expanded": "true", "aria-controls": "legend-body", onclick: () => setOpen(body.hidden) },
-        "Légende",
+        gettext("Légende"),
       );
       let remembered = null;
       try {
@@ -1100,7 +1121,7 @@
         remembered = null;
       }
       if (remembered === "closed") setOpen(false);
-      const el = h("section", { class: "legend leaflet-bar", "aria-label": "Légende" }, toggle, body);
+      const el = h("section", { class: "legend leaflet-bar", "aria-label": gettext("Légende") }, toggle, body);
       L.DomEvent.disableClickPropagation(el);
       L.DomEvent.disableScrollPropagation(el);
       return el;
@@ -1136,11 +1157,11 @@
       .layers(
         null,
         {
-          "Dernier passage": state.layers.staleness,
-          "Zones blanches de la période": state.layers.white,
-          Rencontres: state.layers.encounters,
-          "Équipes en maraude": state.layers.teams,
-          "Alertes d'affectation": state.layers.flags,
+          [gettext("Dernier passage")]: state.layers.staleness,
+          [gettext("Zones blanches de la période")]: state.layers.white,
+          [gettext("Rencontres")]: state.layers.encounters,
+          [gettext("Équipes en maraude")]: state.layers.teams,
+          [gettext("Alertes d'affectation")]: state.layers.flags,
         },
         { collapsed: true, position: "topright" },
       )
@@ -1164,12 +1185,12 @@
     night.value = state.night;
     const onWindow = () => {
       if (!from.value || !to.value || from.value > to.value) {
-        notice("La période doit aller d'une date à une date qui la suit.");
+        notice(gettext("La période doit aller d'une date à une date qui la suit."));
         return;
       }
       notice("");
       state.window = { from: from.value, to: to.value };
-      buffered(() => Promise.allSettled([report(loadCoverage(), "les zones blanches"), report(loadEncounters(), "les rencontres")]));
+      buffered(() => Promise.allSettled([report(loadCoverage(), gettext("les zones blanches")), report(loadEncounters(), "les rencontres")]));
     };
     from.addEventListener("change", onWindow);
     to.addEventListener("change", onWindow);
@@ -1185,7 +1206,7 @@
       state.night = night.value;
       state.conflicts = null;
       state.map && state.map.closePopup();
-      buffered(() => report(loadAssignments(), "les affectations")).then(loadConflicts, () => {});
+      buffered(() => report(loadAssignments(), gettext("les affectations"))).then(loadConflicts, () => {});
     });
     $("white-more").addEventListener("click", () => {
       state.showAllWhite = !state.showAllWhite;

@@ -1,7 +1,16 @@
 /* The weekly report page: sortable table, white-zone map, print button. No dependency but
- * Leaflet (from django-leaflet); the page reads fine without this file. */
+ * Leaflet (from django-leaflet) and the page's JavaScript catalog (/i18n/js/<lang>/: gettext,
+ * ngettext, interpolate; locale/en/LC_MESSAGES/djangojs.po); the page reads fine without this file. */
 (function () {
   "use strict";
+
+  // Numbers in the page's language.
+  var LOCALE = { fr: "fr-FR", en: "en-GB" }[document.documentElement.lang] || "fr-FR";
+
+  /** "%(name)s" filled from `values`: interpolate() with named placeholders. */
+  function fill(format, values) {
+    return interpolate(format, values, true);
+  }
 
   // --- Sorting ------------------------------------------------------------------------------
 
@@ -48,8 +57,10 @@
         th.setAttribute("aria-sort", direction);
         sortTable(table, th, index, direction);
         if (status) {
-          status.textContent = "Trié par « " + button.textContent.trim() + " », " +
-            (direction === "ascending" ? "croissant" : "décroissant") + ".";
+          status.textContent = fill(
+            direction === "ascending" ? gettext("Trié par « %(column)s », croissant.") : gettext("Trié par « %(column)s », décroissant."),
+            { column: button.textContent.trim() }
+          );
         }
       });
     });
@@ -71,8 +82,8 @@
       });
   }
 
-  function fr(n, digits) {
-    return n.toLocaleString("fr-FR", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  function number(n, digits) {
+    return n.toLocaleString(LOCALE, { minimumFractionDigits: digits, maximumFractionDigits: digits });
   }
 
   function popup(props) {
@@ -81,9 +92,14 @@
     title.textContent = props.name + " (" + props.code + ")";
     div.appendChild(title);
     var lines = [
-      "Non couvert : " + fr(props.white_ha, 1) + " ha (" + fr(props.white_ratio * 100, 0) + " %)",
-      "Passages : " + props.passages,
-      "Dernière visite : " + (props.last_visit ? props.last_visit.split("-").reverse().join("/") : "jamais"),
+      fill(gettext("Non couvert : %(area)s ha (%(percent)s)"), {
+        area: number(props.white_ha, 1),
+        percent: props.white_ratio.toLocaleString(LOCALE, { style: "percent", maximumFractionDigits: 0 }),
+      }),
+      fill(gettext("Passages : %(count)s"), { count: props.passages }),
+      fill(gettext("Dernière visite : %(day)s"), {
+        day: props.last_visit ? props.last_visit.split("-").reverse().join("/") : gettext("jamais"),
+      }),
     ];
     lines.forEach(function (text) {
       div.appendChild(document.createElement("br"));
@@ -104,7 +120,7 @@
         if (warned) return;
         warned = true;
         box.setAttribute("data-tiles", "unreachable");
-        tiles.textContent = " Fond de carte injoignable : les zones restent lisibles.";
+        tiles.textContent = " " + gettext("Fond de carte injoignable : les zones restent lisibles.");
       });
     });
     var bounds = null;
@@ -131,14 +147,14 @@
         bounds = outlines.getBounds();
         fit();
         var n = white.features.length;
-        count.textContent = n === 0 ? "Aucune zone blanche cette semaine." :
-          n + (n === 1 ? " zone a une partie non couverte." : " zones ont une partie non couverte.");
+        count.textContent = n === 0 ? gettext("Aucune zone blanche cette semaine.") :
+          fill(ngettext("%(count)s zone a une partie non couverte.", "%(count)s zones ont une partie non couverte.", n), { count: n });
         box.setAttribute("data-features", String(n));
         box.setAttribute("data-state", "ready");
       })
       .catch(function () {
         box.setAttribute("data-state", "error");
-        count.textContent = "Les zones n'ont pas pu être chargées : rechargez la page.";
+        count.textContent = gettext("Les zones n'ont pas pu être chargées : rechargez la page.");
       });
     // Paper is narrower than the screen: refit the map to it before printing.
     window.addEventListener("beforeprint", fit);

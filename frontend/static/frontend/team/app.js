@@ -1,13 +1,21 @@
 /* The team app: start the shift in two taps, share the position, log an encounter in three,
  * end the shift. Everything goes into the outbox (outbox.js) first and is sent when the
- * network allows; the screen always says what is still waiting. */
+ * network allows; the screen always says what is still waiting.
+ *
+ * Words are French, translated by gettext(), ngettext() and interpolate() from the page's
+ * JavaScript catalog (/i18n/js/<lang>/, loaded before this module and kept by the service
+ * worker with the rest of the shell; locale/en/LC_MESSAGES/djangojs.po). */
 
 import { Sender, Store, uuid } from "./outbox.js";
 
 const config = JSON.parse(document.getElementById("team-config").textContent);
 const $ = (id) => document.getElementById(id);
 const store = new Store();
-const clock = new Intl.DateTimeFormat("fr-FR", { hour: "2-digit", minute: "2-digit" });
+// Times and numbers in the page's language (British English: a 24-hour clock).
+const LOCALE = { fr: "fr-FR", en: "en-GB" }[document.documentElement.lang] || "fr-FR";
+const clock = new Intl.DateTimeFormat(LOCALE, { hour: "2-digit", minute: "2-digit" });
+const kilometres = new Intl.NumberFormat(LOCALE, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+const percentage = new Intl.NumberFormat(LOCALE, { style: "percent", maximumFractionDigits: 0 });
 
 const state = {
   shift: null,
@@ -28,7 +36,7 @@ const sender = new Sender({
   store,
   urls: config.urls,
   onChange: () => refreshCounts(),
-  onAuth: () => showBanner("Session expirée : reconnectez-vous pour envoyer ce qui attend (rien n'est perdu).", true),
+  onAuth: () => showBanner(gettext("Session expirée : reconnectez-vous pour envoyer ce qui attend (rien n'est perdu)."), true),
   onSent: (item) => {
     hideBanner();
     afterSent(item);
@@ -37,19 +45,27 @@ const sender = new Sender({
 
 /* --- Small helpers ------------------------------------------------------------------------ */
 
-function plural(n, one, many) {
-  return `${n} ${n > 1 ? many : one}`;
+/** "%(name)s" filled from `values`: interpolate() with named placeholders. */
+function fill(format, values) {
+  return interpolate(format, values, true);
+}
+
+/** A ngettext() format with the count filled in as %(count)s. */
+function counted(format, n) {
+  return fill(format, { count: n });
 }
 
 function duration(seconds) {
   const minutes = Math.max(0, Math.round(seconds / 60));
   const h = Math.floor(minutes / 60);
   const m = minutes % 60;
-  return h ? `${h} h ${String(m).padStart(2, "0")}` : `${m} min`;
+  return h
+    ? fill(gettext("%(hours)s h %(minutes)s"), { hours: h, minutes: String(m).padStart(2, "0") })
+    : fill(gettext("%(minutes)s min"), { minutes: m });
 }
 
 function distanceText(metres) {
-  return metres >= 1000 ? `${(metres / 1000).toFixed(1).replace(".", ",")} km` : `${Math.round(metres)} m`;
+  return metres >= 1000 ? `${kilometres.format(metres / 1000)} km` : `${Math.round(metres)} m`;
 }
 
 function haversine(a, b) {
@@ -83,7 +99,7 @@ function showBanner(text, withLogin = false) {
   if (withLogin) {
     const link = document.createElement("a");
     link.href = config.urls.login;
-    link.textContent = "Se reconnecter";
+    link.textContent = gettext("Se reconnecter");
     banner.append(" ", link);
   }
   banner.hidden = false;
@@ -119,16 +135,16 @@ async function refreshCounts() {
   const node = $("pending");
   node.dataset.count = String(counts.total);
   if (!counts.total) {
-    node.textContent = "✓ Tout est envoyé";
+    node.textContent = gettext("✓ Tout est envoyé");
     node.dataset.state = "done";
   } else {
     const parts = [];
-    if (counts.checkin) parts.push("le début de la maraude");
-    if (counts.encounter) parts.push(plural(counts.encounter, "rencontre", "rencontres"));
-    if (counts.fixes) parts.push(plural(counts.fixes, "point GPS", "points GPS"));
-    if (counts.gpx) parts.push(plural(counts.gpx, "fichier GPX", "fichiers GPX"));
-    if (counts.checkout) parts.push("la fin de la maraude");
-    node.textContent = `En attente d'envoi : ${parts.join(", ")}`;
+    if (counts.checkin) parts.push(gettext("le début de la maraude"));
+    if (counts.encounter) parts.push(counted(ngettext("%(count)s rencontre", "%(count)s rencontres", counts.encounter), counts.encounter));
+    if (counts.fixes) parts.push(counted(ngettext("%(count)s point GPS", "%(count)s points GPS", counts.fixes), counts.fixes));
+    if (counts.gpx) parts.push(counted(ngettext("%(count)s fichier GPX", "%(count)s fichiers GPX", counts.gpx), counts.gpx));
+    if (counts.checkout) parts.push(gettext("la fin de la maraude"));
+    node.textContent = fill(gettext("En attente d'envoi : %(items)s"), { items: parts.join(", ") });
     node.dataset.state = "waiting";
   }
   await renderRefused();
@@ -140,11 +156,17 @@ async function renderRefused() {
   section.hidden = !refused.length;
   const list = $("failed-list");
   list.replaceChildren();
-  const names = { checkin: "Début de maraude", checkout: "Fin de maraude", encounter: "Rencontre", fixes: "Points GPS", gpx: "Fichier GPX" };
+  const names = {
+    checkin: gettext("Début de maraude"),
+    checkout: gettext("Fin de maraude"),
+    encounter: gettext("Rencontre"),
+    fixes: gettext("Points GPS"),
+    gpx: gettext("Fichier GPX"),
+  };
   for (const entry of refused) {
     const li = document.createElement("li");
     const at = clock.format(new Date(entry.at));
-    li.textContent = `${names[entry.kind] || entry.kind} (${at}) : ${entry.reason}`;
+    li.textContent = fill(gettext("%(what)s (%(time)s) : %(reason)s"), { what: names[entry.kind] || entry.kind, time: at, reason: entry.reason });
     list.append(li);
   }
 }
@@ -153,7 +175,7 @@ function onNetwork() {
   const online = navigator.onLine;
   const pill = $("net");
   pill.dataset.state = online ? "online" : "offline";
-  pill.textContent = online ? "En ligne" : "Hors ligne";
+  pill.textContent = online ? gettext("En ligne") : gettext("Hors ligne");
   if (online) {
     sender.resume();
     if (state.shift && state.shift.status === "open") {
@@ -225,7 +247,7 @@ async function lookForOpenShift(teamId) {
     const open = shifts.find((s) => s.started_by_me && !known.has(s.id));
     if (!open) return;
     state.resumable = { ...open, team: teamId };
-    setText("resume-text", `Une maraude que vous avez démarrée est en cours depuis ${clock.format(new Date(open.started_at))}.`);
+    setText("resume-text", fill(gettext("Une maraude que vous avez démarrée est en cours depuis %(time)s."), { time: clock.format(new Date(open.started_at)) }));
     $("resume").hidden = false;
   } catch (error) {
     /* offline: nothing to offer */
@@ -278,7 +300,7 @@ function renderElapsed() {
   if (!shift) return;
   const since = new Date(shift.started_at);
   const seconds = (Date.now() - since.getTime()) / 1000;
-  setText("shift-elapsed", `depuis ${clock.format(since)} (${duration(seconds)})`);
+  setText("shift-elapsed", fill(gettext("depuis %(time)s (%(duration)s)"), { time: clock.format(since), duration: duration(seconds) }));
 }
 
 function setGps(stateName, text) {
@@ -290,7 +312,7 @@ function setGps(stateName, text) {
 function startWatch() {
   if (state.watch !== null) return;
   if (!("geolocation" in navigator)) {
-    setGps("off", "Ce téléphone ne donne pas sa position.");
+    setGps("off", gettext("Ce téléphone ne donne pas sa position."));
     return;
   }
   state.watch = navigator.geolocation.watchPosition(
@@ -299,9 +321,9 @@ function startWatch() {
     },
     (error) => {
       if (error.code === error.PERMISSION_DENIED) {
-        setGps("off", "Position refusée : autorisez la localisation pour cette page dans les réglages du navigateur.");
+        setGps("off", gettext("Position refusée : autorisez la localisation pour cette page dans les réglages du navigateur."));
       } else {
-        setGps("waiting", "Position introuvable pour l'instant (bâtiment, tunnel ?)…");
+        setGps("waiting", gettext("Position introuvable pour l'instant (bâtiment, tunnel ?)…"));
       }
     },
     { enableHighAccuracy: true, maximumAge: 5000, timeout: 60000 },
@@ -348,7 +370,7 @@ async function onPosition(position) {
   });
   state.lastFix = fix;
   state.sinceBatch += 1;
-  setGps("ok", `Position partagée · précision ${Math.round(fix.accuracy)} m`);
+  setGps("ok", fill(gettext("Position partagée · précision %(metres)s m"), { metres: Math.round(fix.accuracy) }));
   drawPosition(fix);
   await placeWaitingEncounters(fix);
   if (state.sinceBatch >= config.batchFixes) await flushFixes();
@@ -461,7 +483,7 @@ function zoneItem(text, detail) {
 }
 
 function percent(ratio) {
-  return `${Math.round(ratio * 100)} %`;
+  return percentage.format(ratio);
 }
 
 function renderZones(data, fresh) {
@@ -471,22 +493,24 @@ function renderZones(data, fresh) {
     const list = $(id);
     if (!list) continue;
     list.replaceChildren();
-    if (!data) list.append(zoneItem("Zones indisponibles hors ligne pour l'instant."));
-    else if (!assigned.length) list.append(zoneItem("Aucune zone affectée à l'équipe ce soir."));
+    if (!data) list.append(zoneItem(gettext("Zones indisponibles hors ligne pour l'instant.")));
+    else if (!assigned.length) list.append(zoneItem(gettext("Aucune zone affectée à l'équipe ce soir.")));
     for (const f of assigned) {
       const ratio = f.properties.white_ratio;
-      list.append(zoneItem(f.properties.name, ratio > 0 ? `${percent(ratio)} encore à parcourir ce soir` : "parcourue ce soir ✓"));
+      list.append(
+        zoneItem(f.properties.name, ratio > 0 ? fill(gettext("%(percent)s encore à parcourir ce soir"), { percent: percent(ratio) }) : gettext("parcourue ce soir ✓")),
+      );
     }
   }
   const near = $("zones-nearby");
   near.replaceChildren();
-  if (data && !nearby.length) near.append(zoneItem("Aucune zone blanche autour de votre dernière position."));
+  if (data && !nearby.length) near.append(zoneItem(gettext("Aucune zone blanche autour de votre dernière position.")));
   for (const f of nearby) {
-    near.append(zoneItem(f.properties.name, `${percent(f.properties.white_ratio)} sans passage · ${f.properties.reason}`));
+    near.append(zoneItem(f.properties.name, fill(gettext("%(percent)s sans passage · %(reason)s"), { percent: percent(f.properties.white_ratio), reason: f.properties.reason })));
   }
   if (data) {
     const at = clock.format(new Date(data.generated_at));
-    setText("zones-updated", fresh ? `Mis à jour à ${at}.` : `Hors ligne : état de ${at}.`);
+    setText("zones-updated", fill(fresh ? gettext("Mis à jour à %(time)s.") : gettext("Hors ligne : état de %(time)s."), { time: at }));
   }
   if (state.map && data) {
     state.layers.assigned.clearLayers().addData(assigned.map((f) => ({ type: "Feature", geometry: f.geometry, properties: f.properties })));
@@ -530,7 +554,7 @@ function renderTraccar() {
     setText("traccar-url", setup.server_url);
     setText("traccar-id", setup.device_id);
   } else if (shift && shift.token_lost) {
-    setText("traccar-wait", "L'identifiant de suivi a été donné au téléphone qui a démarré cette maraude.");
+    setText("traccar-wait", gettext("L'identifiant de suivi a été donné au téléphone qui a démarré cette maraude."));
   }
 }
 
@@ -538,14 +562,14 @@ async function copy(id) {
   const text = $(id).textContent;
   try {
     await navigator.clipboard.writeText(text);
-    toast("Copié.");
+    toast(gettext("Copié."));
   } catch (error) {
     const range = document.createRange();
     range.selectNodeContents($(id));
     const selection = window.getSelection();
     selection.removeAllRanges();
     selection.addRange(range);
-    toast("Sélectionné : copiez-le avec le menu du téléphone.");
+    toast(gettext("Sélectionné : copiez-le avec le menu du téléphone."));
   }
 }
 
@@ -558,7 +582,7 @@ async function uploadGpx(event) {
   if (!file || !state.shift) return;
   await store.enqueue({ kind: "gpx", shift: state.shift.local_id, payload: { file, name: file.name } });
   input.value = "";
-  toast(navigator.onLine ? "Trace en cours d'envoi." : "Trace gardée : elle partira quand le réseau reviendra.");
+  toast(navigator.onLine ? gettext("Trace en cours d'envoi.") : gettext("Trace gardée : elle partira quand le réseau reviendra."));
   sender.kick();
   refreshCounts();
 }
@@ -593,8 +617,8 @@ function openEncounter() {
   setText(
     "encounter-where",
     fix
-      ? `Enregistrée à votre position actuelle (précision ${Math.round(fix.accuracy)} m).`
-      : "Position GPS en attente : la rencontre sera placée au prochain point reçu.",
+      ? fill(gettext("Enregistrée à votre position actuelle (précision %(metres)s m)."), { metres: Math.round(fix.accuracy) })
+      : gettext("Position GPS en attente : la rencontre sera placée au prochain point reçu."),
   );
   show("encounter");
 }
@@ -629,7 +653,7 @@ async function saveEncounter(event) {
     s.people = (s.people || 0) + payload.people_count;
   });
   show("shift");
-  toast(navigator.onLine ? "Rencontre enregistrée." : "Rencontre enregistrée sur le téléphone : elle partira quand le réseau reviendra.");
+  toast(navigator.onLine ? gettext("Rencontre enregistrée.") : gettext("Rencontre enregistrée sur le téléphone : elle partira quand le réseau reviendra."));
   await refreshCounts();
   sender.kick();
 }
@@ -659,12 +683,16 @@ function figures(target, rows) {
   }
 }
 
+function encountersText(encounters, people) {
+  return fill(gettext("%(encounters)s (%(people)s)"), { encounters, people: counted(ngettext("%(count)s personne", "%(count)s personnes", people), people) });
+}
+
 function localFigures(shift) {
   const end = shift.ended_at ? Date.parse(shift.ended_at) : Date.now();
   return [
-    ["Durée", duration((end - Date.parse(shift.started_at)) / 1000)],
-    ["Distance", distanceText(shift.distance_m || 0)],
-    ["Rencontres", `${shift.encounters || 0} (${plural(shift.people || 0, "personne", "personnes")})`],
+    [gettext("Durée"), duration((end - Date.parse(shift.started_at)) / 1000)],
+    [gettext("Distance"), distanceText(shift.distance_m || 0)],
+    [gettext("Rencontres"), encountersText(shift.encounters || 0, shift.people || 0)],
   ];
 }
 
@@ -683,7 +711,7 @@ async function confirmEnd() {
   const last = shift.last_fix;
   for (const entry of waiting.filter((e) => e.shift === shift.local_id)) {
     if (last) await store.enqueue({ kind: "encounter", shift: shift.local_id, payload: { ...entry.payload, lon: last.lon, lat: last.lat } });
-    else await store.refuse({ kind: "encounter", shift: shift.local_id, payload: entry.payload, seq: -1 }, "aucune position GPS pendant la maraude");
+    else await store.refuse({ kind: "encounter", shift: shift.local_id, payload: entry.payload, seq: -1 }, gettext("aucune position GPS pendant la maraude"));
   }
   await store.setMeta("awaiting_position", waiting.filter((e) => e.shift !== shift.local_id));
   const ended_at = new Date().toISOString();
@@ -708,14 +736,17 @@ function renderSummary(shift) {
   const rows = localFigures(shift);
   const summary = shift.summary;
   if (summary) {
-    rows[1] = ["Distance", distanceText(summary.distance_m)];
-    rows[2] = ["Rencontres", `${summary.encounters} (${plural(summary.people, "personne", "personnes")})`];
+    rows[1] = [gettext("Distance"), distanceText(summary.distance_m)];
+    rows[2] = [gettext("Rencontres"), encountersText(summary.encounters, summary.people)];
     const names = summary.zones.map((z) => z.name);
-    rows.push(["Zones couvertes", names.length ? names.join(", ") : "aucune"]);
-    setText("summary-source", `Chiffres du serveur : ${plural(summary.fix_count, "point GPS reçu", "points GPS reçus")}.`);
+    rows.push([gettext("Zones couvertes"), names.length ? names.join(", ") : gettext("aucune")]);
+    setText(
+      "summary-source",
+      fill(gettext("Chiffres du serveur : %(fixes)s."), { fixes: counted(ngettext("%(count)s point GPS reçu", "%(count)s points GPS reçus", summary.fix_count), summary.fix_count) }),
+    );
   } else {
-    rows.push(["Zones couvertes", "connues dès l'envoi"]);
-    setText("summary-source", "Chiffres du téléphone : le serveur les complètera dès que tout sera envoyé.");
+    rows.push([gettext("Zones couvertes"), gettext("connues dès l'envoi")]);
+    setText("summary-source", gettext("Chiffres du téléphone : le serveur les complètera dès que tout sera envoyé."));
   }
   figures("summary-figures", rows);
 }
@@ -812,5 +843,5 @@ async function init() {
 
 init().catch((error) => {
   console.error(error);
-  showBanner(`L'application n'a pas pu démarrer : ${error}`);
+  showBanner(fill(gettext("L'application n'a pas pu démarrer : %(error)s"), { error }));
 });

@@ -14,7 +14,10 @@
  * server's reason; a lost session pauses everything until the member logs in again. The
  * server stores each thing once whatever the retries: fixes are unique per (shift, time),
  * encounters per client id, and a check-in whose answer was lost is found again by its
- * `started_at` before being sent a second time. */
+ * `started_at` before being sent a second time.
+ *
+ * The reasons kept with a refused item are shown to the member: French, translated by
+ * gettext() and interpolate() from the page's JavaScript catalog (see app.js). */
 
 const DB_NAME = "maraudes-equipe";
 const DB_VERSION = 1;
@@ -206,12 +209,17 @@ function backoff(attempts) {
   return Math.round(base * (0.75 + Math.random() * 0.5));
 }
 
+/** "%(name)s" filled from `values`: interpolate() with named placeholders. */
+function fill(format, values) {
+  return interpolate(format, values, true);
+}
+
 function firstMessage(body) {
   if (!body || typeof body !== "object") return "";
   if (typeof body.detail === "string") return body.detail;
   for (const [field, value] of Object.entries(body)) {
     const text = Array.isArray(value) ? value.join(" ") : typeof value === "string" ? value : "";
-    if (text) return `${field} : ${text}`;
+    if (text) return fill(gettext("%(field)s : %(message)s"), { field, message: text });
   }
   return "";
 }
@@ -343,24 +351,29 @@ export class Sender {
 
   /* The outcome of one HTTP exchange: ok, retry later, a lost session, or a refusal. */
   judge(status, data) {
-    const message = firstMessage(data) || `erreur ${status}`;
+    const message = firstMessage(data) || fill(gettext("erreur %(status)s"), { status });
     if (status >= 200 && status < 300) return { ok: true, data };
-    if (status === 401 || (status === 403 && /CSRF|authentification|identifi/i.test(message))) return { auth: message };
+    // DRF's messages come in the page's language: "authentification" or "authentication".
+    if (status === 401 || (status === 403 && /CSRF|authenti|identifi/i.test(message))) return { auth: message };
     if (status === 408 || status === 425 || status === 429 || status >= 500) return { retry: message };
     return { refused: message, data, status };
   }
 
   async send(item) {
     const shift = await this.store.getShift(item.shift);
-    if (!shift) return { refused: "maraude inconnue sur ce téléphone" };
+    if (!shift) return { refused: gettext("maraude inconnue sur ce téléphone") };
     if (item.kind !== "checkin" && !shift.server_id) {
-      return { refused: shift.refused ? `la maraude n'a pas pu être créée : ${shift.refused}` : "maraude pas encore créée sur le serveur" };
+      return {
+        refused: shift.refused
+          ? fill(gettext("la maraude n'a pas pu être créée : %(reason)s"), { reason: shift.refused })
+          : gettext("maraude pas encore créée sur le serveur"),
+      };
     }
     try {
       return await this[`send_${item.kind}`](item, shift);
     } catch (error) {
       // fetch failed: no network, or it broke before the answer came back.
-      return { retry: "pas de réseau", ambiguous: true };
+      return { retry: gettext("pas de réseau"), ambiguous: true };
     }
   }
 
@@ -432,8 +445,13 @@ export class Sender {
     const judged = this.judge(status, data);
     if (judged.ok || judged.refused) {
       const text = judged.ok
-        ? `${item.payload.name} : ${data.accepted} points ajoutés, ${data.duplicates} déjà reçus, ${data.rejected_count} refusés.`
-        : `${item.payload.name} : ${judged.refused}`;
+        ? fill(gettext("%(file)s : %(accepted)s, %(duplicates)s, %(rejected)s."), {
+            file: item.payload.name,
+            accepted: fill(ngettext("%(count)s point ajouté", "%(count)s points ajoutés", data.accepted), { count: data.accepted }),
+            duplicates: fill(ngettext("%(count)s déjà reçu", "%(count)s déjà reçus", data.duplicates), { count: data.duplicates }),
+            rejected: fill(ngettext("%(count)s refusé", "%(count)s refusés", data.rejected_count), { count: data.rejected_count }),
+          })
+        : fill(gettext("%(file)s : %(reason)s"), { file: item.payload.name, reason: judged.refused });
       await this.store.updateShift(shift.local_id, (s) => {
         s.gpx_results = (s.gpx_results || []).concat([text]);
       });

@@ -1,6 +1,7 @@
 /* Service worker of the team app ({{ scope }}): keeps the app shell so the app opens without
- * network. Served by frontend.team.service_worker; its version changes with the shell files,
- * which makes the browser install a new worker and drop the old cache.
+ * network, the JavaScript translation catalog of every language included. Served by
+ * frontend.team.service_worker; its version changes with the shell files (and the compiled
+ * catalogs), which makes the browser install a new worker and drop the old cache.
  *
  * Only GET requests for the shell are answered here. API calls (reads and writes) and map
  * tiles go straight to the network: the app's own outbox (IndexedDB) handles the offline
@@ -76,11 +77,13 @@ self.addEventListener("fetch", (event) => {
     return;
   }
   if (isShell(url)) {
-    // Scripts, styles, icons: from the cache of this version, else the network.
+    // Scripts, styles, icons, translation catalogs: from the cache of this version, else the
+    // network. Each catalog's URL names its language, so the copy of one URL always fits;
+    // LocaleMiddleware still says "Vary: Accept-Language", which must not make it a miss.
     event.respondWith(
       (async () => {
         const cache = await caches.open(CACHE);
-        const kept = await cache.match(request, { ignoreSearch: true });
+        const kept = await cache.match(request, { ignoreSearch: true, ignoreVary: true });
         if (kept) return kept;
         const response = await fetch(request);
         if (response.ok) await cache.put(request, response.clone());
