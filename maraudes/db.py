@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -9,14 +10,40 @@ import psycopg
 from django.db import connection
 
 
-def prepared_cursor() -> psycopg.Cursor:
+@contextmanager
+def prepared_cursor() -> Iterator[PreparedCursor]:
     """A server-side binding cursor on Django's connection (same transaction), for the
-    statements every batch of fixes runs: executed with prepare=True, they are planned once
-    per connection instead of at every batch (their CTEs cost milliseconds to plan), and
-    their arrays travel as parameters. Errors are psycopg's own; `pipelined` turns them into
-    Django's, as Django's cursors do."""
+    statements every batch of fixes runs: executed with prepare=True, they are parsed and
+    planned once per connection (their CTEs cost milliseconds to plan; the settings keep
+    psycopg's preparing on for them, DB_PREPARED, and plans generic), and their arrays
+    travel as parameters, not as SQL text to parse. Database errors come out as Django's
+    (django.db.OperationalError...), as from Django's cursors."""
     connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield PreparedCursor(cursor)
+
+
+class PreparedCursor:
+    """A psycopg cursor whose statements Django's query log sees, as its own cursors' (DEBUG,
+    CaptureQueriesContext in tests)."""
+
+    def __init__(self, cursor: psycopg.Cursor) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params=None, *, prepare: bool = True) -> psycopg.Cursor:
+        if not connection.queries_logged:
+            return self._cursor.execute(sql, params, prepare=prepare)
+        start = time.monotonic()
+        try:
+            return self._cursor.execute(sql, params, prepare=prepare)
+        finally:
+            connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - start:.3f}"})
+
+    def fetchall(self) -> list:
+        return self._cursor.fetchall()
+
+    def fetchone(self):
+        return self._cursor.fetchone()
 
 
 @contextmanager

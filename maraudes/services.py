@@ -14,13 +14,13 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.gis.geos import Point
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from maraudes import realtime
-from maraudes.db import pg_array, pg_floats, pg_ints, pg_quoted
+from maraudes.db import pg_array, pg_floats, pg_ints, pg_quoted, prepared_cursor
 from maraudes.fixes import MAX_FUTURE, Fix, FixError, Rejected, check_position, check_time
 from maraudes.models import (
     Action,
@@ -230,7 +230,7 @@ def positions_record_many(
                 owner[key] = (result, fix)
                 rows.append((shift.pk, fix, source))
     if rows:
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(
                 _INSERT_FIXES,
                 [
@@ -245,6 +245,7 @@ def positions_record_many(
                     pg_floats(f.heading for _i, f, _s in rows),
                     pg_array(pg_quoted(source) for _i, _f, source in rows),
                 ],
+                prepare=True,
             )
             for shift_id, microseconds, x, y in cursor.fetchall():
                 result, fix = owner[(shift_id, microseconds)]

@@ -102,9 +102,22 @@ if env_optional("DATABASE_URL") is None:
     _db["HOST"] = local_cluster_host(BASE_DIR, LOCAL_PG_PORT)
 _db["ENGINE"] = "django.contrib.gis.db.backends.postgis"
 # No JIT: PostGIS functions carry high planner costs, so short coverage statements cross
-# jit_above_cost and spend tens of milliseconds compiling what runs in one.
+# jit_above_cost and spend tens of milliseconds compiling what runs in one. Generic plans for
+# prepared statements (the only ones are the write paths', see DB_PREPARED below): left to
+# choose, PostgreSQL planned the coverage statements again at every batch (their custom
+# plans look cheaper to it), two milliseconds of a 30-fix batch's database time.
 _db.setdefault("OPTIONS", {})
-_db["OPTIONS"]["options"] = f"{_db['OPTIONS'].get('options', '')} -c jit=off".strip()
+_db["OPTIONS"]["options"] = (
+    f"{_db['OPTIONS'].get('options', '')} -c jit=off -c plan_cache_mode=force_generic_plan"
+).strip()
+# Statements the write paths run for every batch of fixes (maraudes.db.prepared_cursor,
+# executed with prepare=True) are prepared once per connection: parsing and planning them
+# was a third of PostgreSQL's work for a 30-fix batch. Django disables prepared statements
+# (prepare_threshold None) for poolers such as PgBouncer in transaction mode before 1.21; a
+# huge threshold prepares those statements only, never the ORM's. DB_PREPARED=false for such a
+# pooler.
+if env_bool("DB_PREPARED", True):
+    _db["OPTIONS"]["prepare_threshold"] = 2**31 - 1
 # Under ASGI persistent connections are not reused across requests: use psycopg's pool.
 if env_bool("DB_POOL", True):
     _db.setdefault("OPTIONS", {})["pool"] = {

@@ -33,12 +33,11 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import psycopg
 import shapely
 from django.conf import settings
 from django.db import connection
 
-from maraudes.db import pg_floats, pg_ints, prepared_cursor
+from maraudes.db import PreparedCursor, pg_floats, pg_ints, prepared_cursor
 from zones.geometry import TrackFix, joins
 
 
@@ -107,7 +106,7 @@ ON CONFLICT (zone_id, shift_id, day, hour)
 """
 
 
-def _add(cursor: psycopg.Cursor, keys: Sequence[tuple[int, date]], intervals: Intervals) -> None:
+def _add(cursor: PreparedCursor, keys: Sequence[tuple[int, date]], intervals: Intervals) -> None:
     """Add `intervals` (their `track`: an index into `keys`, the (shift id, day) of each
     track): one statement, none when there is no interval. The arrays go as literals."""
     if not len(intervals):

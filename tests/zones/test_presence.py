@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import shapely
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from shapely.geometry import Point
 
 from maraudes.fixes import Fix
@@ -293,47 +294,32 @@ def test_an_interval_counts_for_every_zone_holding_its_midpoint_border_included(
     }
 
 
-def count_statements(monkeypatch) -> list[str]:
-    """The statements zones.presence sends from now on."""
-    statements: list[str] = []
-    real = presence.prepared_cursor
-
-    class Counting:
-        def __init__(self) -> None:
-            self.cursor = real()
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc) -> None:
-            self.cursor.close()
-
-        def execute(self, sql, params=None, **kwargs):
-            statements.append(sql)
-            return self.cursor.execute(sql, params, **kwargs)
-
-    monkeypatch.setattr(presence, "prepared_cursor", Counting)
-    return statements
-
-
-def test_a_batch_costs_one_statement_and_none_without_an_interval(zones, monkeypatch):
+def test_a_batch_costs_one_statement_and_none_without_an_interval(zones):
     shift = start()
-    statements = count_statements(monkeypatch)
     t = paris(2026, 11, 17, 22)
     track = [fix(t + timedelta(seconds=10 * i), ORIGIN_X + 100 + 10 * i) for i in range(31)]
 
-    presence_add(
-        shift_id=shift.pk, day=date(2026, 11, 17), track=track, max_gap_s=MAX_GAP, max_speed=FOOT
-    )
-    assert len(statements) == 1
-    presence_add(
-        shift_id=shift.pk, day=date(2026, 11, 17), track=track[:1], max_gap_s=MAX_GAP, max_speed=4
-    )
-    assert len(statements) == 1
+    with CaptureQueriesContext(connection) as statements:
+        presence_add(
+            shift_id=shift.pk,
+            day=date(2026, 11, 17),
+            track=track,
+            max_gap_s=MAX_GAP,
+            max_speed=FOOT,
+        )
+        assert len(statements) == 1
+        presence_add(
+            shift_id=shift.pk,
+            day=date(2026, 11, 17),
+            track=track[:1],
+            max_gap_s=MAX_GAP,
+            max_speed=4,
+        )
+        assert len(statements) == 1
     assert sum(stored(shift).values()) == pytest.approx(2 * 300)  # quartier 1, arrondissement
 
 
-def test_the_batches_of_several_shift_days_are_added_in_one_statement(zones, monkeypatch):
+def test_the_batches_of_several_shift_days_are_added_in_one_statement(zones):
     shifts = [start(), start(), start(TeamMode.VEHICLE)]
     night = a_night()
     day = date(2026, 11, 17)
@@ -348,12 +334,12 @@ def test_the_batches_of_several_shift_days_are_added_in_one_statement(zones, mon
             presence_add(shift_id=shift.pk, day=day, track=track, max_gap_s=MAX_GAP, max_speed=FOOT)
             expected[shift.pk] = stored(shift)
             transaction.set_rollback(True)
-    statements = count_statements(monkeypatch)
 
-    presence_add_many(
-        [(s.pk, day, track, s.team.max_speed) for s, track in zip(shifts, tracks, strict=True)],
-        max_gap_s=MAX_GAP,
-    )
+    with CaptureQueriesContext(connection) as statements:
+        presence_add_many(
+            [(s.pk, day, track, s.team.max_speed) for s, track in zip(shifts, tracks, strict=True)],
+            max_gap_s=MAX_GAP,
+        )
 
     assert len(statements) == 1
     for shift in shifts:
