@@ -28,9 +28,12 @@ from django.contrib.gis.geos import Polygon
 from django.db.models import Avg, Count, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 
@@ -179,7 +182,15 @@ def service_worker(request: HttpRequest) -> HttpResponse:
     response = render(
         request,
         "frontend/team/sw.js",
-        {"version": shell_version(), "shell": json.dumps(shell), "scope": reverse("team-app")},
+        {
+            "version": shell_version(),
+            "shell": json.dumps(shell),
+            "scope": reverse("team-app"),
+            # A JSON string is a JavaScript string; "</" escaped all the same.
+            "offline_page": json.dumps(
+                render_to_string("frontend/team/offline.html", request=request)
+            ).replace("</", "<\\/"),
+        },
         content_type="application/javascript; charset=utf-8",
     )
     response["Service-Worker-Allowed"] = reverse("team-app")
@@ -189,10 +200,10 @@ def service_worker(request: HttpRequest) -> HttpResponse:
 def manifest(request: HttpRequest) -> HttpResponse:
     app = reverse("team-app")
     data = {
-        "name": "Maraudes — équipe",
+        "name": _("Maraudes — équipe"),
         "short_name": "Maraudes",
-        "description": "Démarrer la maraude, partager sa position, noter les rencontres.",
-        "lang": "fr",
+        "description": _("Démarrer la maraude, partager sa position, noter les rencontres."),
+        "lang": get_language(),
         "dir": "ltr",
         "start_url": app,
         "scope": app,

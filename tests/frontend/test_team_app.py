@@ -194,6 +194,31 @@ def test_the_service_worker_version_follows_the_scripts_catalogs(
     assert client.get("/equipe/sw.js").content != first
 
 
+@pytest.mark.parametrize(
+    ("lang", "title", "message"),
+    [("fr", "Hors ligne", "Pas de réseau"), ("en", "Offline", "No network")],
+)
+def test_the_offline_page_of_the_service_worker_is_in_the_language_it_was_installed_in(
+    client, lang, title, message
+):
+    body = client.get("/equipe/sw.js", HTTP_ACCEPT_LANGUAGE=lang).content.decode()
+
+    line = next(row for row in body.splitlines() if row.startswith("const OFFLINE_PAGE = "))
+    page = json.loads(line.removeprefix("const OFFLINE_PAGE = ").removesuffix(";"))
+    assert f'<html lang="{lang}">' in page
+    assert f"<title>{title}</title>" in page and message in page
+    assert "</" not in line  # a JavaScript string that never closes a script element
+
+
+@pytest.mark.parametrize(("lang", "name"), [("fr", "Maraudes — équipe"), ("en", "Maraudes — team")])
+def test_the_manifest_speaks_the_language_of_the_request(client, lang, name):
+    manifest = client.get("/equipe/manifest.webmanifest", HTTP_ACCEPT_LANGUAGE=lang).json()
+
+    assert manifest["lang"] == lang
+    assert manifest["name"] == name
+    assert manifest["short_name"] == "Maraudes"
+
+
 def test_the_manifest_makes_the_app_installable(client):
     response = client.get("/equipe/manifest.webmanifest")
 

@@ -12,6 +12,8 @@ const VERSION = "{{ version }}";
 const CACHE = `maraudes-equipe-${VERSION}`;
 const SHELL = {{ shell|safe }};
 const APP = "{{ scope }}";
+// Shown when there is no network and no kept copy of the app yet.
+const OFFLINE_PAGE = {{ offline_page|safe }};
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
@@ -64,11 +66,9 @@ self.addEventListener("fetch", (event) => {
         } catch (error) {
           const kept = await cache.match(APP);
           if (kept) return kept;
+          // In the language the worker was installed in (the page it replaces is gone).
           return new Response(
-            "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>" +
-              "<title>Hors ligne</title><p style='font:18px system-ui;padding:1rem'>" +
-              "Pas de réseau et l'application n'a pas encore été ouverte en ligne sur ce " +
-              "téléphone. Réessayez quand le réseau revient.</p>",
+            OFFLINE_PAGE,
             { headers: { "Content-Type": "text/html; charset=utf-8" } },
           );
         }
