@@ -277,12 +277,16 @@ def split(scenario: Scenario, *, http_fixes: int, incremental_batches: int) -> d
 # --- 1. Service ingestion -------------------------------------------------------------------
 
 
-def bench_service(world: World, shifts: list[ShiftPlan], *, threads: int = 1) -> dict:
+def bench_service(world: World, shifts: list[ShiftPlan], *, callers: int = 1) -> dict:
     """`track_ingest` of batches of 1,000, night by night, the teams of a night taking turns.
 
-    With `threads` > 1, the shifts of each night are shared among that many threads (each
-    with its own database connection, a shift's batches in order in one thread), as several
-    web workers would call the service at once. Fixes are built before the clock starts."""
+    With `callers` > 1, the shifts of each night are shared among that many processes (forked,
+    each with its own database connection, a shift's batches in order in one process), as the
+    web workers (processes) of a deployment call the service at once: threads of one process
+    would share its interpreter lock, which no deployment does. Each caller builds its fixes,
+    then all start together on a barrier; the clock runs from there until the last one ends."""
+    import multiprocessing
+
     from django.db import connection
 
     from maraudes.models import Shift
@@ -291,49 +295,64 @@ def bench_service(world: World, shifts: list[ShiftPlan], *, threads: int = 1) ->
     by_id = Shift.objects.select_related("team").in_bulk(world.shift_ids.values())
     elapsed = 0.0
     count = 0
-    errors: list[BaseException] = []
 
-    def work(jobs: list[tuple[Shift, list]], counts: list[int], own_connection: bool) -> None:
+    def jobs_of(plans: list[ShiftPlan]) -> list[tuple[Shift, list]]:
+        groups = [
+            [
+                (by_id[world.shift_ids[(plan.team, plan.night)]], fixes_of(plan, a, b))
+                for a, b in batches(plan, SERVICE_BATCH)
+            ]
+            for plan in plans
+        ]
+        return list(round_robin(groups))
+
+    def ingest(jobs: list[tuple[Shift, list]]) -> int:
+        return sum(len(track_ingest(shift=shift, fixes=fixes).accepted) for shift, fixes in jobs)
+
+    def caller(plans: list[ShiftPlan], start, results) -> None:
         try:
-            for shift, fixes in jobs:
-                counts.append(len(track_ingest(shift=shift, fixes=fixes).accepted))
+            jobs = jobs_of(plans)
+            start.wait()
+            results.put(("ok", ingest(jobs)))
         except BaseException as exc:
-            errors.append(exc)
+            results.put(("error", repr(exc)))
         finally:
-            if own_connection:
-                connection.close()
+            connection.close()
 
+    fork = multiprocessing.get_context("fork")
     for night in sorted({s.night for s in shifts}):
         tonight = [plan for plan in shifts if plan.night == night]
-        jobs: list[list[tuple[Shift, list]]] = [[] for _ in range(threads)]
-        for n, plan in enumerate(tonight):
-            shift = by_id[world.shift_ids[(plan.team, plan.night)]]
-            jobs[n % threads].append(
-                [(shift, fixes_of(plan, a, b)) for a, b in batches(plan, SERVICE_BATCH)]
-            )
-        queues = [list(round_robin(job)) for job in jobs]
-        counts: list[int] = []
-        t0 = time.perf_counter()
-        if threads == 1:
-            work(queues[0], counts, own_connection=False)
+        if callers == 1:
+            jobs = jobs_of(tonight)
+            t0 = time.perf_counter()
+            count += ingest(jobs)
+            elapsed += time.perf_counter() - t0
         else:
-            workers = [
-                threading.Thread(target=work, args=(queue, counts, True)) for queue in queues
+            connection.close()  # each process opens its own
+            start = fork.Barrier(callers + 1)
+            results = fork.Queue()
+            processes = [
+                fork.Process(target=caller, args=(tonight[n::callers], start, results))
+                for n in range(callers)
             ]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
-        elapsed += time.perf_counter() - t0
-        if errors:
-            raise RuntimeError(f"service ingestion failed: {errors[0]!r}") from errors[0]
-        count += sum(counts)
+            for process in processes:
+                process.start()
+            start.wait()
+            t0 = time.perf_counter()
+            outcomes = [results.get() for _ in processes]
+            elapsed += time.perf_counter() - t0
+            for process in processes:
+                process.join()
+            errors = [detail for status, detail in outcomes if status == "error"]
+            if errors:
+                raise RuntimeError(f"service ingestion failed: {errors[0]}")
+            count += sum(detail for _status, detail in outcomes)
         say(f"  service: night {night} loaded, {count:,} fixes in {elapsed:.1f} s")
     return {
         "ingest_service_fixes_per_s": round(count / elapsed) if elapsed else 0,
         "ingest_service_fixes": count,
         "ingest_service_s": round(elapsed, 2),
-        "ingest_service_threads": threads,
+        "ingest_service_callers": callers,
     }
 
 
@@ -656,11 +675,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixes", type=int, default=DEFAULT_FIXES, help="fix slots per shift")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument(
-        "--service-threads",
+        "--service-callers",
         type=int,
         default=2,
-        help="concurrent callers of the service while loading (each its own connection); "
-        "default 2, one per core, as the two web workers of the HTTP figure",
+        help="concurrent callers of the service while loading (processes, each with its own "
+        "connection); default 2, one per core, as the two web workers of the HTTP figure",
     )
     parser.add_argument("--http-fixes", type=int, default=40_000, help="fixes sent over HTTP")
     parser.add_argument("--http-workers", type=int, default=2, help="uvicorn workers")
@@ -722,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_start": round(os.getloadavg()[0], 2),
     }
     say(f"1. Service ingestion: {sum(len(s) for s in parts['service']):,} fixes")
-    results |= bench_service(world, parts["service"], threads=args.service_threads)
+    results |= bench_service(world, parts["service"], callers=args.service_callers)
     say(f"2. HTTP ingestion: {sum(len(s) for s in parts['http']):,} fixes")
     results |= bench_http(
         world,
