@@ -90,7 +90,7 @@ TARGETS = [
     Target("speedup_vs_naive", "speed-up vs naive (naive / p50)", "×", 300, True),
     Target("incremental_30_fixes_p50_ms", "coverage update for a 30-fix batch, p50", "ms", 10, False),
     Target("incremental_30_fixes_ingest_p50_ms", "whole track_ingest of a 30-fix batch, p50", "ms", math.inf, False),
-    Target("ingest_service_fixes_per_s", "ingestion via service (1,000-fix batches, 2 callers)", "fixes/s", 20_000, True),
+    Target("ingest_service_fixes_per_s", "ingestion via service (1,000-fix batches, {callers} callers)", "fixes/s", 20_000, True),
     Target("ingest_http_fixes_per_s", "ingestion via HTTP (batches of 500, 2 clients)", "fixes/s", 5_000, True),
     Target("rebuild_week_s", "coverage_rebuild of the week", "s", 30, False),
 ]  # fmt: skip
@@ -642,7 +642,8 @@ def report(results: dict, disagreements: list[str]) -> None:
         if verdict == "MISS":
             misses.append(target.key)
         target_text = target.text() if bounded else "—"
-        print(f"{target.label:<52} {value:>14,.1f} {target_text:>18}  {verdict}")
+        label = target.label.format(callers=results.get("ingest_service_callers", "?"))
+        print(f"{label:<52} {value:>14,.1f} {target_text:>18}  {verdict}")
     print("-" * 92)
     agree = results["rebuild_vs_incremental_ok"]
     print(
