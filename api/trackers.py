@@ -248,15 +248,13 @@ def tracker_answers(requests: Sequence[TrackerRequest]) -> list[TrackerAnswer]:
             answers[index] = TrackerAnswer(status.HTTP_410_GONE, {"detail": str(exc)})
         else:
             storing.append((index, points, shift))
-    with_fixes = [(index, points, shift) for index, points, shift in storing if points.fixes]
     stored = (
-        track_store_many([(shift, points.fixes, points.source) for _i, points, shift in with_fixes])
-        if with_fixes
+        track_store_many([(shift, points.fixes, points.source) for _i, points, shift in storing])
+        if storing
         else []
     )
-    recorded = {index: result for (index, _p, _s), result in zip(with_fixes, stored, strict=True)}
-    for index, points, _shift in storing:
-        answers[index] = _answer(points, recorded.get(index) or PositionsRecorded())
+    for (index, points, _shift), recorded in zip(storing, stored, strict=True):
+        answers[index] = _answer(points, recorded)
     return answers  # type: ignore[return-value]  # every request has its answer
 
 
@@ -334,7 +332,6 @@ class TrackerFastPath:
             body = await _read_body(receive, headers) if scope["method"] == "POST" else b""
         except _Disconnected:
             return  # the tracker gave up: it will send the point again
-        language = _language(headers.get(b"accept-language", b"").decode("latin-1"))
         if body is None:
             answer = TrackerAnswer(
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -347,6 +344,7 @@ class TrackerFastPath:
                 query=scope.get("query_string", b"").decode("latin-1"),
                 body=body,
             )
+            language = _language(headers.get(b"accept-language", b"").decode("latin-1"))
             answer = await _group_commit().answer(request, language)
         payload = json.dumps(answer.data, ensure_ascii=False, separators=(",", ":")).encode()
         await send(

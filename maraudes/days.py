@@ -7,7 +7,7 @@ boundary: it stays at 06:00 local.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -21,6 +21,18 @@ def _tz() -> ZoneInfo:
 def _day_start() -> timedelta:
     start = settings.DAY_START
     return timedelta(hours=start.hour, minutes=start.minute, seconds=start.second)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_microseconds(moment: datetime) -> int:
+    """An aware moment as whole microseconds since the Unix epoch: exact, and free of PEP
+    495's trap (a local time in the October clock change's repeated hour never equals a UTC
+    datetime); PostgreSQL gives the same number for a timestamptz with
+    `(extract(epoch FROM t) * 1000000)::int8`."""
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def service_day(moment: datetime) -> date:

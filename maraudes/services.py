@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from maraudes import realtime
+from maraudes.days import epoch_microseconds
 from maraudes.db import pg_array, pg_floats, pg_ints, pg_quoted, prepared_cursor
 from maraudes.fixes import MAX_FUTURE, Fix, FixError, Rejected, check_position, check_time
 from maraudes.models import (
@@ -200,10 +201,6 @@ def positions_record(
     return positions_record_many([(shift, fixes, source)])[0]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
 def positions_record_many(
     batches: Sequence[tuple[Shift, Sequence[Fix], str]],
 ) -> list[PositionsRecorded]:
@@ -223,9 +220,8 @@ def positions_record_many(
         sent.append(len(in_window))
         for fix in in_window:
             # Keyed by the instant in whole microseconds, as the insert returns it: cheaper
-            # to read back than a timestamp, and free of PEP 495's trap (a local time in the
-            # October clock change's repeated hour never equals a UTC datetime).
-            key = (shift.pk, (fix.t - _EPOCH) // _MICROSECOND)
+            # to read back than a timestamp, and exact whatever the fix's time zone.
+            key = (shift.pk, epoch_microseconds(fix.t))
             if key not in owner:
                 owner[key] = (result, fix)
                 rows.append((shift.pk, fix, source))
@@ -423,15 +419,6 @@ class TrackerTokenExpired(Exception):
             )
             % _t(shift.ended_at)  # type: ignore[arg-type]
         )
-
-
-def shift_for_tracker_token(*, token: str, now: datetime | None = None) -> Shift:
-    """The shift a background tracker's token belongs to (looked up by its sha256). Raises
-    TrackerTokenUnknown, or TrackerTokenExpired once the shift ended more than TRACKER_GRACE
-    ago."""
-    return tracker_token_check(
-        shifts_for_tracker_tokens([token]).get(token), now=now or timezone.now()
-    )
 
 
 def shifts_for_tracker_tokens(tokens: Iterable[str]) -> dict[str, Shift]:

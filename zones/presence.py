@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,7 @@ import shapely
 from django.conf import settings
 from django.db import connection
 
+from maraudes.days import epoch_microseconds
 from maraudes.db import PreparedCursor, pg_floats, pg_ints, prepared_cursor
 from zones.geometry import TrackFix, joins
 
@@ -176,10 +177,6 @@ class Intervals:
         return len(self.seconds)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
 def tracks_intervals(
     tracks: Sequence[tuple[Sequence[TrackFix], float]], *, max_gap_s: float, tz: tzinfo
 ) -> Intervals:
@@ -189,7 +186,7 @@ def tracks_intervals(
     sizes = np.fromiter((len(track) for track, _speed in tracks), dtype=np.int64, count=len(tracks))
     n = int(sizes.sum())
     fixes = [fix for track, _speed in tracks for fix in track]
-    t = np.fromiter(((f.t - _EPOCH) // _MICROSECOND for f in fixes), dtype=np.int64, count=n)
+    t = np.fromiter((epoch_microseconds(f.t) for f in fixes), dtype=np.int64, count=n)
     x = np.fromiter((f.x for f in fixes), dtype=np.float64, count=n)
     y = np.fromiter((f.y for f in fixes), dtype=np.float64, count=n)
     track = np.repeat(np.arange(len(tracks)), sizes)
