@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import psycopg
 from django.db import connection
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 
 @contextmanager
@@ -30,12 +34,15 @@ class PreparedCursor:
     def __init__(self, cursor: psycopg.Cursor) -> None:
         self._cursor = cursor
 
-    def execute(self, sql: str, params=None, *, prepare: bool = True) -> psycopg.Cursor:
+    def execute(
+        self, sql: str, params=None, *, prepare: bool = True, binary: bool = False
+    ) -> psycopg.Cursor:
+        """`binary`: rows come back in binary (cheaper to read for thousands of numbers)."""
         if not connection.queries_logged:
-            return self._cursor.execute(sql, params, prepare=prepare)
+            return self._cursor.execute(sql, params, prepare=prepare, binary=binary)
         start = time.monotonic()
         try:
-            return self._cursor.execute(sql, params, prepare=prepare)
+            return self._cursor.execute(sql, params, prepare=prepare, binary=binary)
         finally:
             connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - start:.3f}"})
 
@@ -59,22 +66,77 @@ def pipelined() -> Iterator[None]:
         yield
 
 
-# Arrays of a batch go as PostgreSQL array literals (text): several times cheaper than letting
-# the driver adapt thousands of Python values one by one (positions_record of 1,000 fixes,
-# 40 -> 29 ms).
-def pg_array(items: Iterable[str]) -> str:
-    """An array literal of items already written as PostgreSQL reads them (pg_quoted text)."""
-    return "{" + ",".join(items) + "}"
+# Arrays of a batch travel in PostgreSQL's binary array format, built from numpy arrays in
+# one go: letting the driver adapt thousands of Python values one by one, or writing them out
+# as a text literal, costs milliseconds a batch of 1,000 fixes (about 8 ms for a positions
+# INSERT's seven arrays as text; well under 1 ms this way).
+class BinaryArray:
+    """A one-dimensional array parameter, already in PostgreSQL's binary format (see
+    float8_array, int8_array, timestamptz_array)."""
+
+    __slots__ = ("data", "oid")
+
+    def __init__(self, data: bytes, oid: int) -> None:
+        self.data = data
+        self.oid = oid
 
 
-def pg_floats(values: Iterable[float | None]) -> str:
-    return pg_array("NULL" if v is None else repr(float(v)) for v in values)
+class _BinaryArrayDumper(Dumper):
+    format = Format.BINARY
+
+    def get_key(self, obj: BinaryArray, format) -> tuple:
+        return (BinaryArray, obj.oid)
+
+    def upgrade(self, obj: BinaryArray, format) -> _BinaryArrayDumper:
+        dumper = type(self)(BinaryArray)
+        dumper.oid = obj.oid
+        return dumper
+
+    def dump(self, obj: BinaryArray) -> bytes:
+        return obj.data
 
 
-def pg_ints(values: Iterable[int]) -> str:
-    return pg_array(str(int(v)) for v in values)
+psycopg.adapters.register_dumper(BinaryArray, _BinaryArrayDumper)
+
+# (array type, element type) oids, and the element as numpy writes it (big-endian).
+_FLOAT8 = (1022, 701, ">f8")
+_INT8 = (1016, 20, ">i8")
+_TIMESTAMPTZ = (1185, 1184, ">i8")
+# PostgreSQL counts time from 2000-01-01 00:00 UTC; Python's epoch is 1970.
+_PG_EPOCH_MICROSECONDS = 946_684_800_000_000
 
 
-def pg_quoted(text: str) -> str:
-    """A text element of an array literal."""
+def _binary_array(values, kind: tuple[int, int, str]) -> BinaryArray:
+    array_oid, element_oid, dtype = kind
+    values = np.asarray(values)
+    if values.size == 0:
+        return BinaryArray(struct.pack(">iiI", 0, 0, element_oid), array_oid)
+    items = np.empty(values.size, dtype=[("size", ">i4"), ("value", dtype)])
+    items["size"] = 8
+    items["value"] = values.ravel()
+    header = struct.pack(">iiIii", 1, 0, element_oid, values.size, 1)
+    return BinaryArray(header + items.tobytes(), array_oid)
+
+
+def float8_array(values) -> BinaryArray:
+    """A float8[] parameter (NaN stays NaN: write NULLIF(v, 'NaN') for optional values)."""
+    return _binary_array(np.asarray(values, dtype=np.float64), _FLOAT8)
+
+
+def int8_array(values) -> BinaryArray:
+    return _binary_array(np.asarray(values, dtype=np.int64), _INT8)
+
+
+def timestamptz_array(epoch_microseconds) -> BinaryArray:
+    """A timestamptz[] parameter from instants in microseconds since 1970-01-01 UTC."""
+    values = np.asarray(epoch_microseconds, dtype=np.int64) - _PG_EPOCH_MICROSECONDS
+    return _binary_array(values, _TIMESTAMPTZ)
+
+
+def text_array(values: Iterable[str]) -> str:
+    """A text[] parameter, as an array literal."""
+    return "{" + ",".join(_quoted(v) for v in values) + "}"
+
+
+def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

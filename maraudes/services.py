@@ -4,6 +4,7 @@ callable from a shell, a command or a test without HTTP."""
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import uuid
 from collections.abc import Iterable, Sequence
@@ -21,7 +22,7 @@ from django.utils.translation import gettext as _
 
 from maraudes import realtime
 from maraudes.days import epoch_microseconds
-from maraudes.db import pg_array, pg_floats, pg_ints, pg_quoted, prepared_cursor
+from maraudes.db import float8_array, int8_array, prepared_cursor, text_array, timestamptz_array
 from maraudes.fixes import MAX_FUTURE, Fix, FixError, Rejected, check_position, check_time
 from maraudes.models import (
     Action,
@@ -180,7 +181,7 @@ _INSERT_FIXES = """
 INSERT INTO maraudes_position
     (shift_id, recorded_at, received_at, point, accuracy, speed, heading, source)
 SELECT f.shift_id, f.t, %s, ST_Transform(ST_SetSRID(ST_MakePoint(f.lon, f.lat), 4326), %s),
-       f.accuracy, f.speed, f.heading, f.source
+       f.accuracy, NULLIF(f.speed, 'NaN'), NULLIF(f.heading, 'NaN'), f.source
 FROM unnest(%s::int8[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[],
             %s::float8[], %s::float8[], %s::text[])
      AS f(shift_id, t, lon, lat, accuracy, speed, heading, source)
@@ -211,7 +212,9 @@ def positions_record_many(
     now = timezone.now()
     results: list[PositionsRecorded] = []
     owner: dict[tuple[int, int], tuple[PositionsRecorded, Fix]] = {}
-    rows: list[tuple[int, Fix, str]] = []
+    rows: list[tuple[int, Fix]] = []
+    instants: list[int] = []
+    sources: list[str] = []
     sent: list[int] = []
     for shift, fixes, source in batches:
         result = PositionsRecorded()
@@ -221,27 +224,31 @@ def positions_record_many(
         for fix in in_window:
             # Keyed by the instant in whole microseconds, as the insert returns it: cheaper
             # to read back than a timestamp, and exact whatever the fix's time zone.
-            key = (shift.pk, epoch_microseconds(fix.t))
+            key = (shift.pk, instant := epoch_microseconds(fix.t))
             if key not in owner:
                 owner[key] = (result, fix)
-                rows.append((shift.pk, fix, source))
+                rows.append((shift.pk, fix))
+                instants.append(instant)
+        sources.extend([source] * (len(rows) - len(sources)))
     if rows:
+        nan = math.nan
         with prepared_cursor() as cursor:
             cursor.execute(
                 _INSERT_FIXES,
                 [
                     now,
                     settings.SRID,
-                    pg_ints(shift_id for shift_id, _f, _s in rows),
-                    pg_array("".join(('"', f.t.isoformat(), '"')) for _i, f, _s in rows),
-                    pg_floats(f.lon for _i, f, _s in rows),
-                    pg_floats(f.lat for _i, f, _s in rows),
-                    pg_floats(f.accuracy for _i, f, _s in rows),
-                    pg_floats(f.speed for _i, f, _s in rows),
-                    pg_floats(f.heading for _i, f, _s in rows),
-                    pg_array(pg_quoted(source) for _i, _f, source in rows),
+                    int8_array([shift_id for shift_id, _f in rows]),
+                    timestamptz_array(instants),
+                    float8_array([f.lon for _i, f in rows]),
+                    float8_array([f.lat for _i, f in rows]),
+                    float8_array([f.accuracy for _i, f in rows]),
+                    float8_array([nan if f.speed is None else f.speed for _i, f in rows]),
+                    float8_array([nan if f.heading is None else f.heading for _i, f in rows]),
+                    text_array(sources),
                 ],
                 prepare=True,
+                binary=True,
             )
             for shift_id, microseconds, x, y in cursor.fetchall():
                 result, fix = owner[(shift_id, microseconds)]

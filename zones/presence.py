@@ -38,7 +38,7 @@ from django.conf import settings
 from django.db import connection
 
 from maraudes.days import epoch_microseconds
-from maraudes.db import PreparedCursor, pg_floats, pg_ints, prepared_cursor
+from maraudes.db import PreparedCursor, float8_array, int8_array, prepared_cursor
 from zones.geometry import TrackFix, joins
 
 
@@ -86,7 +86,7 @@ def _tz() -> ZoneInfo:
 _ADD_SQL = """
 WITH i AS MATERIALIZED (
   SELECT g, ST_SetSRID(ST_MakePoint(x, y), %(srid)s) AS p, seconds, hour
-  FROM unnest(%(groups)s::int4[], %(xs)s::float8[], %(ys)s::float8[], %(seconds)s::float8[],
+  FROM unnest(%(groups)s::int8[], %(xs)s::float8[], %(ys)s::float8[], %(seconds)s::float8[],
               %(hours)s::int2[]) AS u(g, x, y, seconds, hour)
 ), s AS (
   SELECT * FROM unnest(%(shifts)s::bigint[], %(days)s::date[]) WITH ORDINALITY AS s(shift_id, day, g)
@@ -109,18 +109,18 @@ ON CONFLICT (zone_id, shift_id, day, hour)
 
 def _add(cursor: PreparedCursor, keys: Sequence[tuple[int, date]], intervals: Intervals) -> None:
     """Add `intervals` (their `track`: an index into `keys`, the (shift id, day) of each
-    track): one statement, none when there is no interval. The arrays go as literals."""
+    track): one statement, none when there is no interval. The arrays go in binary."""
     if not len(intervals):
         return
     cursor.execute(
         _ADD_SQL,
         {
-            "groups": pg_ints((intervals.track + 1).tolist()),
-            "xs": pg_floats(intervals.x.tolist()),
-            "ys": pg_floats(intervals.y.tolist()),
-            "seconds": pg_floats(intervals.seconds.tolist()),
-            "hours": pg_ints(intervals.hour.tolist()),
-            "shifts": pg_ints(shift_id for shift_id, _day in keys),
+            "groups": int8_array(intervals.track + 1),
+            "xs": float8_array(intervals.x),
+            "ys": float8_array(intervals.y),
+            "seconds": float8_array(intervals.seconds),
+            "hours": int8_array(intervals.hour),
+            "shifts": int8_array([shift_id for shift_id, _day in keys]),
             "days": [day for _shift_id, day in keys],
             "srid": settings.SRID,
         },
