@@ -12,13 +12,15 @@ Coordinates are metres in a projected CRS (Lambert-93 in production).
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import shapely
-from shapely.geometry import LineString, MultiPolygon, Point, Polygon
+from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 # A 32-gon per circle: its area is 0.64 % short of the true circle, far inside the contract's
@@ -32,6 +34,9 @@ SIMPLIFY_M = 0.1
 # (a team standing still with GPS jitter draws a scribble) is several times slower to buffer
 # whole than as chunks (measured on the demo week: 45 ms instead of 140 ms a shift).
 CHUNK_SEGMENTS = 6
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,46 +53,86 @@ def track_runs(
 
     A run of one fix is a lone fix. Fixes must be sorted by time and unique in time.
     """
-    runs: list[list[TrackFix]] = []
-    current: list[TrackFix] = []
-    for fix in fixes:
-        if current and joins(current[-1], fix, max_gap_s=max_gap_s, max_speed=max_speed):
-            current.append(fix)
-        else:
-            if current:
-                runs.append(current)
-            current = [fix]
-    if current:
-        runs.append(current)
-    return runs
+    if not fixes:
+        return []
+    t, x, y = track_arrays(fixes)
+    joined = joined_pairs(t, x, y, max_gap_s=max_gap_s, max_speed=max_speed)
+    bounds = [0, *(np.flatnonzero(~joined) + 1).tolist(), len(fixes)]
+    return [list(fixes[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
 def joins(a: TrackFix, b: TrackFix, *, max_gap_s: float, max_speed: float) -> bool:
+    """The contract's rule for two consecutive fixes, as written (joined_pairs applies it to
+    arrays)."""
     dt = (b.t - a.t).total_seconds()
     if dt <= 0 or dt > max_gap_s:
         return False
     return math.hypot(b.x - a.x, b.y - a.y) / dt <= max_speed
 
 
-def runs_geometry(runs: Iterable[Sequence[TrackFix]]) -> list[BaseGeometry]:
-    """Lines for runs of two or more fixes (in chunks sharing their end fixes), points for
-    lone fixes. The union of their buffers is the coverage of the runs."""
-    parts: list[BaseGeometry] = []
-    for run in runs:
-        if len(run) == 1:
-            parts.append(Point(run[0].x, run[0].y))
-            continue
-        coords = [(f.x, f.y) for f in run]
-        for start in range(0, len(coords) - 1, CHUNK_SEGMENTS):
-            parts.append(LineString(coords[start : start + CHUNK_SEGMENTS + 1]))
-    return parts
+def track_arrays(fixes: Sequence[TrackFix]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times (whole microseconds since the Unix epoch, exact as datetime arithmetic is),
+    x and y of fixes, as arrays."""
+    n = len(fixes)
+    t = np.fromiter(((f.t - _EPOCH) // _MICROSECOND for f in fixes), dtype=np.int64, count=n)
+    x = np.fromiter((f.x for f in fixes), dtype=np.float64, count=n)
+    y = np.fromiter((f.y for f in fixes), dtype=np.float64, count=n)
+    return t, x, y
 
 
-def covered_area(parts: Sequence[BaseGeometry], *, radius: float) -> MultiPolygon:
+def joined_pairs(
+    t: np.ndarray, x: np.ndarray, y: np.ndarray, *, max_gap_s: float, max_speed
+) -> np.ndarray:
+    """Whether a segment joins each pair of consecutive fixes (i, i + 1): at most
+    `max_gap_s` apart, later, and at most `max_speed` m/s between them (a number, or an
+    array with the speed of each pair). `t` in whole microseconds; seconds are computed as
+    timedelta.total_seconds() computes them, so limits hold exactly."""
+    dt = (t[1:] - t[:-1]) / 1e6
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (
+            (dt > 0)
+            & (dt <= max_gap_s)
+            & (np.hypot(x[1:] - x[:-1], y[1:] - y[:-1]) / dt <= max_speed)
+        )
+
+
+def track_parts(
+    t: np.ndarray, x: np.ndarray, y: np.ndarray, *, max_gap_s: float, max_speed: float
+) -> np.ndarray:
+    """The geometries whose buffers are the coverage of a time-ordered track (arrays as
+    track_arrays gives them): its runs of two fixes or more as lines, in chunks of
+    CHUNK_SEGMENTS segments sharing their end fixes, and its lone fixes as points."""
+    n = len(t)
+    if not n:
+        return np.empty(0, dtype=object)
+    joined = joined_pairs(t, x, y, max_gap_s=max_gap_s, max_speed=max_speed)
+    breaks = np.flatnonzero(~joined) + 1
+    starts = np.concatenate(([0], breaks))
+    ends = np.concatenate((breaks, [n]))  # exclusive
+    lone = starts[ends - starts == 1]
+    runs = np.flatnonzero(ends - starts > 1)
+    # Chunk j of a run starts at its fix j * CHUNK_SEGMENTS and ends CHUNK_SEGMENTS fixes
+    # later, or at the run's last fix.
+    chunks = -(-(ends[runs] - starts[runs] - 1) // CHUNK_SEGMENTS)
+    run = np.repeat(runs, chunks)
+    first = starts[run] + _ranks(chunks) * CHUNK_SEGMENTS
+    last = np.minimum(first + CHUNK_SEGMENTS, ends[run] - 1)
+    sizes = last - first + 1
+    at = np.repeat(first, sizes) + _ranks(sizes)
+    lines = shapely.linestrings(x[at], y[at], indices=np.repeat(np.arange(len(first)), sizes))
+    return np.concatenate((lines, shapely.points(x[lone], y[lone])))
+
+
+def _ranks(sizes: np.ndarray) -> np.ndarray:
+    """0, 1, ..., size - 1 for each of `sizes`, end to end."""
+    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
+def covered_area(parts: Sequence[BaseGeometry] | np.ndarray, *, radius: float) -> MultiPolygon:
     """The union of the buffers of `parts`, valid, as a MultiPolygon (maybe empty)."""
-    if not parts:
+    if not len(parts):
         return MultiPolygon()
-    buffers = shapely.buffer(list(parts), radius, quad_segs=QUAD_SEGS)
+    buffers = shapely.buffer(np.asarray(parts, dtype=object), radius, quad_segs=QUAD_SEGS)
     union = shapely.union_all(buffers)
     return as_multipolygon(shapely.simplify(union, SIMPLIFY_M, preserve_topology=True))
 
@@ -95,8 +140,13 @@ def covered_area(parts: Sequence[BaseGeometry], *, radius: float) -> MultiPolygo
 def track_coverage(
     fixes: Sequence[TrackFix], *, radius: float, max_gap_s: float, max_speed: float
 ) -> MultiPolygon:
-    runs = track_runs(fixes, max_gap_s=max_gap_s, max_speed=max_speed)
-    return covered_area(runs_geometry(runs), radius=radius)
+    """The coverage of a time-ordered track (fixes unique in time)."""
+    if not fixes:
+        return MultiPolygon()
+    t, x, y = track_arrays(fixes)
+    return covered_area(
+        track_parts(t, x, y, max_gap_s=max_gap_s, max_speed=max_speed), radius=radius
+    )
 
 
 def as_multipolygon(geom: BaseGeometry) -> MultiPolygon:

@@ -39,7 +39,7 @@ from django.db import connection
 
 from maraudes.days import epoch_microseconds
 from maraudes.db import PreparedCursor, float8_array, int8_array, prepared_cursor
-from zones.geometry import TrackFix, joins
+from zones.geometry import TrackFix, joined_pairs, joins
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,14 +192,10 @@ def tracks_intervals(
     track = np.repeat(np.arange(len(tracks)), sizes)
     speed = np.repeat([float(s) for _track, s in tracks], sizes)
     # Pairs of consecutive fixes of one track, joined as zones.geometry.joins joins them.
+    joined = joined_pairs(t, x, y, max_gap_s=max_gap_s, max_speed=speed[:-1]) & (
+        track[1:] == track[:-1]
+    )
     dt = (t[1:] - t[:-1]) / 1e6
-    with np.errstate(divide="ignore", invalid="ignore"):
-        joined = (
-            (track[1:] == track[:-1])
-            & (dt > 0)
-            & (dt <= max_gap_s)
-            & (np.hypot(x[1:] - x[:-1], y[1:] - y[:-1]) / dt <= speed[:-1])
-        )
     first = np.flatnonzero(joined)
     start = t[first]
     return Intervals(

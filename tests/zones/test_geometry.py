@@ -1,9 +1,21 @@
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import shapely
 from shapely.geometry import LineString, Point
 
-from zones.geometry import TrackFix, as_multipolygon, track_coverage, track_runs
+from zones.geometry import (
+    CHUNK_SEGMENTS,
+    TrackFix,
+    as_multipolygon,
+    joined_pairs,
+    joins,
+    track_arrays,
+    track_coverage,
+    track_parts,
+    track_runs,
+)
 
 T0 = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)
 RULES = {"max_gap_s": 120, "max_speed": 4.0}
@@ -34,6 +46,39 @@ def test_it_draws_no_line_across_a_gps_jump():
 def test_a_jump_allowed_by_vehicle_speed_is_joined():
     fixes = walk((0, 0, 0), (10, 250, 0))
     assert [len(r) for r in track_runs(fixes, max_gap_s=120, max_speed=30)] == [2]
+
+
+def test_joined_pairs_applies_the_rule_exactly_at_its_limits():
+    us = timedelta(microseconds=1)
+    fixes = [
+        TrackFix(T0, 0, 0),
+        TrackFix(T0 + timedelta(seconds=120), 10, 0),  # exactly max_gap: joined
+        TrackFix(T0 + timedelta(seconds=240) + us, 20, 0),  # a microsecond over: not
+        TrackFix(T0 + timedelta(seconds=250) + us, 60, 0),  # exactly 4 m/s: joined
+        TrackFix(T0 + timedelta(seconds=260) + us, 100.001, 0),  # just over 4 m/s: not
+        TrackFix(T0 + timedelta(seconds=260) + us, 100, 0),  # same time: not
+        TrackFix(T0 + timedelta(seconds=250), 100, 0),  # earlier: not
+        TrackFix(T0 + timedelta(seconds=260), 110, 30),  # hypot 31.6 m in 10 s: joined
+    ]
+    t, x, y = track_arrays(fixes)
+    expected = [True, False, True, False, False, False, True]
+    assert joined_pairs(t, x, y, **RULES).tolist() == expected
+    assert [joins(a, b, **RULES) for a, b in itertools.pairwise(fixes)] == expected
+
+
+def test_track_parts_are_chunks_sharing_their_end_fixes_and_points_for_lone_fixes():
+    run = [(10 * i, 10 * i, 0) for i in range(2 * CHUNK_SEGMENTS + 2)]
+    fixes = walk(*run, (1000, 0, 500))  # the last one after a gap: a lone fix
+    parts = track_parts(*track_arrays(fixes), **RULES)
+    coords = [shapely.get_coordinates(p)[:, 0].tolist() for p in parts]
+    c = CHUNK_SEGMENTS
+    assert [p.geom_type for p in parts] == ["LineString"] * 3 + ["Point"]
+    assert coords[:3] == [
+        [10.0 * i for i in range(0, c + 1)],
+        [10.0 * i for i in range(c, 2 * c + 1)],
+        [10.0 * i for i in range(2 * c, 2 * c + 2)],
+    ]
+    assert shapely.get_coordinates(parts[3]).tolist() == [[0.0, 500.0]]
 
 
 def test_a_lone_fix_covers_its_disc():
