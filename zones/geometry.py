@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import numpy as np
 import shapely
@@ -46,9 +47,23 @@ class TrackFix:
     y: float
 
 
+class Located(Protocol):
+    """What the functions here read of a fix: a TrackFix, or any fix with these (the stored
+    fixes of a batch are used as they are, not copied)."""
+
+    @property
+    def t(self) -> datetime: ...
+
+    @property
+    def x(self) -> float: ...
+
+    @property
+    def y(self) -> float: ...
+
+
 def track_runs(
-    fixes: Sequence[TrackFix], *, max_gap_s: float, max_speed: float
-) -> list[list[TrackFix]]:
+    fixes: Sequence[Located], *, max_gap_s: float, max_speed: float
+) -> list[list[Located]]:
     """Split time-ordered fixes into runs; consecutive fixes of a run are joined by a segment.
 
     A run of one fix is a lone fix. Fixes must be sorted by time and unique in time.
@@ -61,7 +76,7 @@ def track_runs(
     return [list(fixes[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
-def joins(a: TrackFix, b: TrackFix, *, max_gap_s: float, max_speed: float) -> bool:
+def joins(a: Located, b: Located, *, max_gap_s: float, max_speed: float) -> bool:
     """The contract's rule for two consecutive fixes, as written (joined_pairs applies it to
     arrays)."""
     dt = (b.t - a.t).total_seconds()
@@ -70,7 +85,7 @@ def joins(a: TrackFix, b: TrackFix, *, max_gap_s: float, max_speed: float) -> bo
     return math.hypot(b.x - a.x, b.y - a.y) / dt <= max_speed
 
 
-def track_arrays(fixes: Sequence[TrackFix]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def track_arrays(fixes: Sequence[Located]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Times (whole microseconds since the Unix epoch, exact as datetime arithmetic is),
     x and y of fixes, as arrays."""
     n = len(fixes)
@@ -138,7 +153,7 @@ def covered_area(parts: Sequence[BaseGeometry] | np.ndarray, *, radius: float) -
 
 
 def track_coverage(
-    fixes: Sequence[TrackFix], *, radius: float, max_gap_s: float, max_speed: float
+    fixes: Sequence[Located], *, radius: float, max_gap_s: float, max_speed: float
 ) -> MultiPolygon:
     """The coverage of a time-ordered track (fixes unique in time)."""
     if not fixes:

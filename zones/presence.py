@@ -39,7 +39,7 @@ from django.db import connection
 
 from maraudes.days import epoch_microseconds
 from maraudes.db import PreparedCursor, float8_array, int8_array, prepared_cursor
-from zones.geometry import TrackFix, joined_pairs, joins
+from zones.geometry import Located, joined_pairs, joins
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class Interval:
 
 
 def track_intervals(
-    track: Sequence[TrackFix], *, max_gap_s: float, max_speed: float, tz: tzinfo
+    track: Sequence[Located], *, max_gap_s: float, max_speed: float, tz: tzinfo
 ) -> list[Interval]:
     """The intervals of a time-ordered track: one per pair of consecutive fixes that the
     coverage contract joins by a segment. A gap, a jump or a lone fix gives none."""
@@ -129,7 +129,7 @@ def _add(cursor: PreparedCursor, keys: Sequence[tuple[int, date]], intervals: In
 
 
 def presence_add(
-    *, shift_id: int, day: date, track: Sequence[TrackFix], max_gap_s: float, max_speed: float
+    *, shift_id: int, day: date, track: Sequence[Located], max_gap_s: float, max_speed: float
 ) -> None:
     """The append path: `track` is the shift-day's kept fix just before the batch (if any)
     followed by the batch's new kept fixes, in time order. One statement, none when the
@@ -138,7 +138,7 @@ def presence_add(
 
 
 def presence_add_many(
-    batches: Sequence[tuple[int, date, Sequence[TrackFix], float]], *, max_gap_s: float
+    batches: Sequence[tuple[int, date, Sequence[Located], float]], *, max_gap_s: float
 ) -> None:
     """`presence_add` for several shift-days at once ((shift id, day, track, the team's max
     speed)...), in one statement: for callers that batch fixes across shifts."""
@@ -151,7 +151,7 @@ def presence_add_many(
 
 
 def presence_replace(
-    *, shift_id: int, day: date, track: Sequence[TrackFix], max_gap_s: float, max_speed: float
+    *, shift_id: int, day: date, track: Sequence[Located], max_gap_s: float, max_speed: float
 ) -> None:
     """The recompute path: `track` is every kept fix of the shift-day, in time order."""
     intervals = tracks_intervals([(track, max_speed)], max_gap_s=max_gap_s, tz=_tz())
@@ -178,7 +178,7 @@ class Intervals:
 
 
 def tracks_intervals(
-    tracks: Sequence[tuple[Sequence[TrackFix], float]], *, max_gap_s: float, tz: tzinfo
+    tracks: Sequence[tuple[Sequence[Located], float]], *, max_gap_s: float, tz: tzinfo
 ) -> Intervals:
     """`track_intervals` of many (track, max speed), with numpy: the same intervals, for the
     half million fixes of a week in a fraction of the time. Times are whole microseconds, as
@@ -224,7 +224,7 @@ def _local_hours(t: np.ndarray, tz: tzinfo) -> np.ndarray:
 def presence_rebuild(
     *,
     days: Sequence[date],
-    tracks: Mapping[tuple[int, date], tuple[Sequence[TrackFix], float]],
+    tracks: Mapping[tuple[int, date], tuple[Sequence[Located], float]],
     max_gap_s: float,
 ) -> None:
     """coverage_rebuild: replace the presence of `days` by that of `tracks`

@@ -41,7 +41,7 @@ from maraudes.db import pipelined, prepared_cursor
 from maraudes.fixes import Fix
 from maraudes.models import PositionSource, Shift, Team
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
-from zones.geometry import TrackFix, as_multipolygon, track_coverage
+from zones.geometry import Located, TrackFix, as_multipolygon, track_coverage
 from zones.models import WEEK_DAYS, Assignment, Zone, ZoneDayCoverage
 from zones.presence import presence_add_many, presence_rebuild, presence_replace
 
@@ -208,7 +208,7 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
         _lock_shifts(sorted({group.shift.pk for group in ordered}))
         _neighbours(ordered)
     appended: list[tuple[_ShiftDay, MultiPolygon]] = []
-    tracks: list[tuple[int, date, list[TrackFix], float]] = []
+    tracks: list[tuple[int, date, Sequence[Located], float]] = []
     for group in ordered:
         shift, day = group.shift, group.day
         if group.later != len(group.fixes) - 1:
@@ -216,9 +216,7 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
             change.zone_days |= _shift_day_recompute(shift, day)
             change.recomputed_days.add(day)
             continue
-        track = ([group.previous] if group.previous else []) + [
-            TrackFix(f.t, f.x, f.y) for f in group.fixes
-        ]
+        track = [group.previous, *group.fixes] if group.previous else group.fixes
         tracks.append((shift.pk, day, track, shift.team.max_speed))
         piece = _coverage_of(shift, track)
         if not piece.is_empty:
@@ -364,7 +362,7 @@ def _neighbours(groups: Sequence[_ShiftDay]) -> None:
             group.previous = TrackFix(t, x, y) if t is not None else None
 
 
-def _coverage_of(shift: Shift, track: Sequence[TrackFix]) -> MultiPolygon:
+def _coverage_of(shift: Shift, track: Sequence[Located]) -> MultiPolygon:
     team = shift.team
     return track_coverage(
         track, radius=team.radius_m, max_gap_s=settings.MAX_GAP_S, max_speed=team.max_speed
