@@ -37,7 +37,7 @@ from shapely.geometry import MultiPolygon
 
 from maraudes import realtime
 from maraudes.days import service_day, service_day_bounds, service_day_sql
-from maraudes.db import pipelined, prepared_cursor
+from maraudes.db import float8_array, pipelined, prepared_cursor
 from maraudes.fixes import Fix
 from maraudes.models import PositionSource, Shift, Team
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
@@ -221,7 +221,12 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
         piece = _coverage_of(shift, track)
         if not piece.is_empty:
             appended.append((group, piece))
-    with pipelined():  # one round trip for presence and the pieces
+    # One round trip: the zones the pieces reach are locked (only now, after the buffering:
+    # a batch of another shift in those zones waits for this one's statements, not for its
+    # Python), then presence and the pieces.
+    with pipelined():
+        if appended:
+            _lock_zones([piece for _group, piece in appended])
         presence_add_many(tracks, max_gap_s=settings.MAX_GAP_S)
         known = _pieces_add([(g.shift.pk, g.day, piece) for g, piece in appended])
     change.zone_days |= set(known)
@@ -235,8 +240,11 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
 # batch's neighbours are read after any concurrent batch of the same shift has committed (the
 # segment between their fixes is then drawn by one of them); per zone, so that the weekly
 # white rows a batch fills from the zone-days include every piece committed before (without
-# it, two batches that each start a zone-day could each miss the other's piece). Keys are
-# taken in ascending order, so writers wait for each other and never deadlock.
+# it, two batches that each start a zone-day could each miss the other's piece). The zones are
+# locked once the pieces are drawn, so that the buffering (Python) is not done holding them.
+# Each statement takes its keys in ascending order, shifts before zones, so writers wait for
+# each other; a batch that also recomputes a shift-day locks zones in more than one statement,
+# and should PostgreSQL pick it as a deadlock victim, track_ingest runs it again.
 _LOCK_SHIFT = 1 << 48
 _LOCK_ZONE = 2 << 48
 
@@ -254,90 +262,67 @@ def _lock_zones(
     geoms: Sequence[MultiPolygon], *, shift_day: tuple[int, date] | None = None
 ) -> None:
     """Lock the zones whose box meets the box of one of `geoms` (and of a stored piece of
-    `shift_day`). One statement: its snapshot is taken before it waits, so the statements
-    after it see whatever the writers it waited for committed."""
+    `shift_day`), in ascending order. One statement: its snapshot is taken before it waits,
+    so the statements after it see whatever the writers it waited for committed."""
     boxes = [g.bounds for g in geoms if not g.is_empty]
-    pieces = (
-        """UNION SELECT z.id FROM zones_coveragepiece p JOIN zones_zone z ON z.geom && p.geom
-           WHERE p.shift_id = %(shift)s AND p.day = %(day)s"""
-        if shift_day
-        else ""
-    )
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
-            f"""
+            """
             SELECT count(pg_advisory_xact_lock(%(key)s + q.id)) FROM (
               SELECT z.id FROM zones_zone z
               JOIN unnest(%(x0)s::float8[], %(y0)s::float8[], %(x1)s::float8[],
                           %(y1)s::float8[]) AS b(x0, y0, x1, y1)
                 ON z.geom && ST_MakeEnvelope(b.x0, b.y0, b.x1, b.y1, %(srid)s)
-              {pieces}
+              UNION
+              SELECT z.id FROM zones_coveragepiece p JOIN zones_zone z ON z.geom && p.geom
+              WHERE p.shift_id = %(shift)s AND p.day = %(day)s
               ORDER BY 1
             ) q
             """,
             {
                 "key": _LOCK_ZONE,
-                "x0": [b[0] for b in boxes],
-                "y0": [b[1] for b in boxes],
-                "x1": [b[2] for b in boxes],
-                "y1": [b[3] for b in boxes],
+                "x0": float8_array([b[0] for b in boxes]),
+                "y0": float8_array([b[1] for b in boxes]),
+                "x1": float8_array([b[2] for b in boxes]),
+                "y1": float8_array([b[3] for b in boxes]),
                 "srid": settings.SRID,
+                # no stored piece has a null shift: the second part then finds nothing
                 "shift": shift_day[0] if shift_day else None,
                 "day": shift_day[1] if shift_day else None,
             },
+            prepare=True,
         )
 
 
 def _neighbours(groups: Sequence[_ShiftDay]) -> None:
     """For each new shift-day batch: the kept fix stored just before it that day, and how
-    many kept fixes that day follow its first one (its own included). The same statement
-    locks the zones the batch's coverage may reach (the box of its new fixes and of that
-    previous fix, grown by the team's radius: the append path's piece lies inside), so the
-    append path needs no statement of its own for them (see _lock_zones)."""
+    many kept fixes that day follow its first one (its own included)."""
     bounds = [service_day_bounds(g.day) for g in groups]
-    boxes = [
-        (min(xs := [f.x for f in g.fixes]), min(ys := [f.y for f in g.fixes]), max(xs), max(ys))
-        for g in groups
-    ]
     with prepared_cursor() as cursor:
         cursor.execute(
             """
-            WITH b AS (
-              SELECT * FROM unnest(%(shifts)s::bigint[], %(starts)s::timestamptz[],
-                                   %(stops)s::timestamptz[], %(firsts)s::timestamptz[],
-                                   %(x0)s::float8[], %(y0)s::float8[], %(x1)s::float8[],
-                                   %(y1)s::float8[], %(radius)s::float8[])
-                   WITH ORDINALITY AS b(shift, start, stop, first, x0, y0, x1, y1, r, i)
-            ), n AS (
-              SELECT b.i, b.x0, b.y0, b.x1, b.y1, b.r,
-                -- fixes still queued for the tracker catch-up are left out: they will be
-                -- placed when their turn comes (a later one appends, an earlier one
-                -- recomputes the shift-day), so one that arrived a moment ago does not turn
-                -- this append into a recompute
-                (SELECT count(*) FROM maraudes_position p
-                   WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
-                     AND p.recorded_at > b.first AND p.recorded_at < b.stop
-                     AND NOT EXISTS (
-                       SELECT 1 FROM maraudes_coveragebacklog q
-                       WHERE q.shift_id = p.shift_id AND q.recorded_at = p.recorded_at)
-                ) AS later,
-                prev.recorded_at, ST_X(prev.point) AS x, ST_Y(prev.point) AS y
-              FROM b
-              LEFT JOIN LATERAL (
-                SELECT p.recorded_at, p.point FROM maraudes_position p
-                WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
-                  AND p.recorded_at >= b.start AND p.recorded_at < b.first
-                ORDER BY p.recorded_at DESC LIMIT 1
-              ) prev ON true
-            ), locked AS (
-              SELECT count(pg_advisory_xact_lock(%(key)s + q.id)) AS zones FROM (
-                SELECT DISTINCT z.id FROM zones_zone z JOIN n ON z.geom && ST_MakeEnvelope(
-                  least(n.x0, n.x) - n.r, least(n.y0, n.y) - n.r,
-                  greatest(n.x1, n.x) + n.r, greatest(n.y1, n.y) + n.r, %(srid)s)
-                ORDER BY z.id
-              ) q
-            )
-            SELECT n.i, n.later, n.recorded_at, n.x, n.y, locked.zones FROM n, locked
+            SELECT b.i,
+              -- fixes still queued for the tracker catch-up are left out: they will be
+              -- placed when their turn comes (a later one appends, an earlier one
+              -- recomputes the shift-day), so one that arrived a moment ago does not turn
+              -- this append into a recompute
+              (SELECT count(*) FROM maraudes_position p
+                 WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
+                   AND p.recorded_at > b.first AND p.recorded_at < b.stop
+                   AND NOT EXISTS (
+                     SELECT 1 FROM maraudes_coveragebacklog q
+                     WHERE q.shift_id = p.shift_id AND q.recorded_at = p.recorded_at)
+              ) AS later,
+              prev.recorded_at, ST_X(prev.point), ST_Y(prev.point)
+            FROM unnest(%(shifts)s::bigint[], %(starts)s::timestamptz[],
+                        %(stops)s::timestamptz[], %(firsts)s::timestamptz[])
+                 WITH ORDINALITY AS b(shift, start, stop, first, i)
+            LEFT JOIN LATERAL (
+              SELECT p.recorded_at, p.point FROM maraudes_position p
+              WHERE p.shift_id = b.shift AND p.accuracy <= %(max_accuracy)s
+                AND p.recorded_at >= b.start AND p.recorded_at < b.first
+              ORDER BY p.recorded_at DESC LIMIT 1
+            ) prev ON true
             """,
             {
                 "max_accuracy": settings.MAX_ACCURACY_M,
@@ -345,18 +330,10 @@ def _neighbours(groups: Sequence[_ShiftDay]) -> None:
                 "starts": [start for start, _stop in bounds],
                 "stops": [stop for _start, stop in bounds],
                 "firsts": [g.fixes[0].t for g in groups],
-                "x0": [box[0] for box in boxes],
-                "y0": [box[1] for box in boxes],
-                "x1": [box[2] for box in boxes],
-                "y1": [box[3] for box in boxes],
-                # a metre more: buffers are polygons drawn inside the circle, but rounding
-                "radius": [g.shift.team.radius_m + 1.0 for g in groups],
-                "key": _LOCK_ZONE,
-                "srid": settings.SRID,
             },
             prepare=True,
         )
-        for i, later, t, x, y, _zones in cursor.fetchall():
+        for i, later, t, x, y in cursor.fetchall():
             group = groups[i - 1]
             group.later = later
             group.previous = TrackFix(t, x, y) if t is not None else None
