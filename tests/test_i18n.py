@@ -13,6 +13,9 @@ When a catalog test fails after you added or changed a French string:
     .venv/bin/python manage.py compilemessages -l en --ignore=.venv
 
 and commit the .po and the .mo files (machines without gettext serve English from the .mo).
+The French catalog (locale/fr) holds only the plural forms, so that French counts of 0 take
+the singular: after makemessages -l fr (same options), copy each new plural entry's msgid and
+msgid_plural into its msgstr[0] and msgstr[1], then compilemessages -l fr.
 """
 
 from __future__ import annotations
@@ -113,8 +116,23 @@ def test_the_scripts_catalog_is_french_by_default_so_the_msgids_show(client):
     assert response["Content-Language"] == "fr"
     body = response.content.decode()
     assert "django.gettext = function" in body
-    assert script_catalog(body) == {}  # gettext() hands back the French it was given
+    catalog = script_catalog(body)
+    # gettext() hands back the French it was given; only the plural forms are listed, so
+    # that French takes its own rule: the singular for 0 and 1.
+    assert all(isinstance(forms, list) for forms in catalog.values())
+    assert catalog["%(count)s personne"] == ["%(count)s personne", "%(count)s personnes"]
+    assert "(n > 1)" in body
     assert "Everything sent" not in body
+
+
+def test_french_counts_of_zero_and_one_take_the_singular():
+    singular, plural = (
+        "%(n)d personne rencontrée ici ces 4 dernières semaines",
+        ("%(n)d personnes rencontrées ici ces 4 dernières semaines"),
+    )
+    with translation.override("fr"):
+        forms = [translation.ngettext(singular, plural, n) for n in (0, 1, 2)]
+    assert forms == [singular, singular, plural]
 
 
 @pytest.mark.parametrize(("lang", "asked", "shows"), [("fr", "en", None), ("en", "fr", "Legend")])
@@ -220,6 +238,30 @@ def test_the_english_catalog_has_a_proper_header(po):
     assert "Language: en\n" in header
     assert "Plural-Forms: nplurals=2; plural=(n != 1);\n" in header
     assert "charset=UTF-8" in header
+
+
+FRENCH = Path(settings.BASE_DIR) / "locale" / "fr" / "LC_MESSAGES"
+
+
+def test_the_french_catalog_gives_every_plural_its_french_forms(domain):
+    """French is the source language, but its catalog carries the plural entries: without
+    them gettext falls back to the English rule and writes "0 personnes"."""
+    entries = parse_po(FRENCH / f"{domain}.po")
+    header = next(entry for entry in entries if not entry.msgid).msgstr[0]
+    assert "Plural-Forms: nplurals=2; plural=(n > 1);\n" in header
+    wrong = [
+        describe(entry)
+        for entry in entries
+        if entry.msgid_plural is not None
+        and entry.msgstr != {0: entry.msgid, 1: entry.msgid_plural}
+    ]
+    assert not wrong, (
+        "plural entries of the French catalog must copy their msgid and msgid_plural (run "
+        "makemessages -l fr, fill them, compilemessages -l fr):\n" + "\n".join(wrong)
+    )
+    assert {entry.msgid_plural for entry in messages(CATALOG / f"{domain}.po")} == {
+        entry.msgid_plural for entry in entries if entry.msgid
+    }
 
 
 def test_every_french_string_has_an_english_translation(po):

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.gis.geos import Polygon
 from django.db import connection
 from django.db.models import QuerySet
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -206,7 +206,7 @@ def white_zone_priority(row: ZoneCoverage, *, today: date) -> tuple[float, str]:
     days = (today - row.last_visit).days if row.last_visit else None
     staleness = min(days if days is not None else 28, 28)
     priority = hectares * row.need_weight * (1 + row.people / 10) * (1 + staleness / 7)
-    ha = f"{hectares:.1f}".replace(".", ",")
+    ha = _decimal(hectares)
     if days is None:
         since = _("jamais visitée")
     elif days == 0:
@@ -382,7 +382,12 @@ ORDER BY t.name, d.m DESC
 
 
 def _km(metres: float) -> str:
-    return f"{metres / 1000:.1f}".replace(".", ",")
+    return _decimal(metres / 1000)
+
+
+def _decimal(value: float) -> str:
+    """One decimal, written as the active language writes it (3,2 in French, 3.2 in English)."""
+    return formats.number_format(value, decimal_pos=1, use_l10n=True)
 
 
 def assignment_conflicts(*, day: date, kind: str | None = None) -> AssignmentConflicts:

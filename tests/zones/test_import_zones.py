@@ -154,7 +154,7 @@ def assert_untouched(zone: Zone) -> None:
 def test_it_imports_the_20_arrondissements(shared_data):
     out = import_arrondissements(shared_data)
 
-    assert "20 zones importées (20 créées, 0 mises à jour)" in out
+    assert "20 zones importées (20 créées, 0 mise à jour)" in out
     zones = Zone.objects.filter(kind="arrondissement")
     assert sorted(zones.values_list("code", flat=True), key=int) == [str(n) for n in range(1, 21)]
     assert zones.get(code="1").name == "Louvre"
@@ -180,7 +180,7 @@ def test_it_imports_the_80_quartiers_under_their_arrondissements(shared_data):
 
     out = import_quartiers(shared_data, "--parent-kind=arrondissement")
 
-    assert "80 zones importées (80 créées, 0 mises à jour)" in out
+    assert "80 zones importées (80 créées, 0 mise à jour)" in out
     quartiers = Zone.objects.filter(kind="quartier").select_related("parent")
     assert quartiers.count() == 80
     assert sum(q.area_m2 for q in quartiers) / 1e6 == pytest.approx(PARIS_KM2, rel=0.005)
@@ -211,8 +211,8 @@ def test_reimporting_updates_the_zones_instead_of_duplicating_them(shared_data):
     out = import_arrondissements(shared_data)
     out_quartiers = import_quartiers(shared_data)
 
-    assert "20 zones importées (0 créées, 20 mises à jour)" in out
-    assert "80 zones importées (0 créées, 80 mises à jour)" in out_quartiers
+    assert "20 zones importées (0 créée, 20 mises à jour)" in out
+    assert "80 zones importées (0 créée, 80 mises à jour)" in out_quartiers
     assert Zone.objects.filter(kind="arrondissement").count() == 20
     assert Zone.objects.filter(kind="quartier").count() == 80
     passy = Zone.objects.get(pk=passy.pk)
@@ -504,7 +504,7 @@ def test_it_imports_a_geopackage_in_lambert93(tmp_path):
 
     out = import_secteurs(path, "--layer=l93")
 
-    assert "1 zone importée (1 créée, 0 mises à jour)" in out
+    assert "1 zone importée (1 créée, 0 mise à jour)" in out
     zone = Zone.objects.get(kind="secteur", code="7")
     assert zone.geom.equals(tile(2, 0))
 
