@@ -54,7 +54,10 @@ KIND_LABELS = {
 
 
 def num(value: float, digits: int = 0) -> str:
-    return formats.number_format(value, decimal_pos=digits, use_l10n=True, force_grouping=True)
+    # number_format cuts the digits beyond decimal_pos: round first.
+    return formats.number_format(
+        round(value, digits), decimal_pos=digits, use_l10n=True, force_grouping=True
+    )
 
 
 def pct(ratio: float) -> str:

@@ -7,6 +7,7 @@ class MaraudesConfig(AppConfig):
     verbose_name = _("Maraudes")
 
     def ready(self) -> None:
-        # Registers the binary array parameters with psycopg before any connection opens
-        # (a connection copies psycopg's adapters when it opens).
+        # Registers the binary array parameters with psycopg before the first connection
+        # opens: Django's connections copy an adapters map built from psycopg's global one
+        # then (a later registration fails loudly: "cannot adapt type 'BinaryArray'").
         from maraudes import db  # noqa: F401

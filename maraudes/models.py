@@ -190,8 +190,7 @@ class Position(models.Model):
     """One GPS fix. Unique per (shift, recorded_at): a resend is a duplicate, not a new fix."""
 
     # No index of its own: position_unique_time (shift, recorded_at) serves lookups by shift,
-    # and every index is one more write per fix (none by time alone either: positions_purge
-    # finds old fixes through their shifts' start). No foreign key constraint either: PostgreSQL
+    # and every index is one more write per fix. No foreign key constraint either: PostgreSQL
     # checks one row by row (a third of the cost of storing 1,000 fixes); triggers check the
     # same once per statement (migration 0005: position_shift_exists, shift_positions_exist).
     shift = models.ForeignKey(
@@ -220,6 +219,9 @@ class Position(models.Model):
             models.UniqueConstraint(fields=["shift", "recorded_at"], name="position_unique_time"),
             models.CheckConstraint(condition=Q(accuracy__gte=0), name="position_accuracy_pos"),
         ]
+        # For the purge, a rebuild over days and the admin's dates (a write per fix: 1.6 ms
+        # of a 1,000-fix INSERT's 25, measured; kept).
+        indexes = [models.Index(fields=["recorded_at"], name="position_recorded_at")]
 
     def __str__(self) -> str:
         return f"{self.shift_id} @ {self.recorded_at:%Y-%m-%d %H:%M:%S}"

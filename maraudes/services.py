@@ -313,11 +313,7 @@ def positions_purge(*, now: datetime | None = None) -> int:
     worker, is kept."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.POSITION_RETENTION_DAYS)
-    # Through the shifts (a fix is never before its shift's start): fixes have no index by
-    # time alone, one write less per fix stored.
-    deleted, _by_model = Position.objects.filter(
-        shift__started_at__lt=cutoff, recorded_at__lt=cutoff
-    ).delete()
+    deleted, _by_model = Position.objects.filter(recorded_at__lt=cutoff).delete()
     return deleted
 
 

@@ -37,9 +37,8 @@ import shapely
 from django.conf import settings
 from django.db import connection
 
-from maraudes.days import epoch_microseconds
 from maraudes.db import PreparedCursor, float8_array, int8_array, prepared_cursor
-from zones.geometry import Located, joined_pairs, joins
+from zones.geometry import Located, joined_pairs, joins, track_arrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +183,8 @@ def tracks_intervals(
     half million fixes of a week in a fraction of the time. Times are whole microseconds, as
     in datetime arithmetic, so that the intervals and their lengths are exactly the same."""
     sizes = np.fromiter((len(track) for track, _speed in tracks), dtype=np.int64, count=len(tracks))
-    n = int(sizes.sum())
     fixes = [fix for track, _speed in tracks for fix in track]
-    t = np.fromiter((epoch_microseconds(f.t) for f in fixes), dtype=np.int64, count=n)
-    x = np.fromiter((f.x for f in fixes), dtype=np.float64, count=n)
-    y = np.fromiter((f.y for f in fixes), dtype=np.float64, count=n)
+    t, x, y = track_arrays(fixes)
     track = np.repeat(np.arange(len(tracks)), sizes)
     speed = np.repeat([float(s) for _track, s in tracks], sizes)
     # Pairs of consecutive fixes of one track, joined as zones.geometry.joins joins them.

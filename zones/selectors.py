@@ -387,7 +387,8 @@ def _km(metres: float) -> str:
 
 def _decimal(value: float) -> str:
     """One decimal, written as the active language writes it (3,2 in French, 3.2 in English)."""
-    return formats.number_format(value, decimal_pos=1, use_l10n=True)
+    # number_format cuts the digits beyond decimal_pos: round first (0.96 -> 1,0, not 0,9).
+    return formats.number_format(round(value, 1), decimal_pos=1, use_l10n=True)
 
 
 def assignment_conflicts(*, day: date, kind: str | None = None) -> AssignmentConflicts:

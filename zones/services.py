@@ -37,7 +37,7 @@ from shapely.geometry import MultiPolygon
 
 from maraudes import realtime
 from maraudes.days import service_day, service_day_bounds, service_day_sql
-from maraudes.db import float8_array, pipelined, prepared_cursor
+from maraudes.db import float8_array, int8_array, pipelined, prepared_cursor
 from maraudes.fixes import Fix
 from maraudes.models import PositionSource, Shift, Team
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
@@ -208,27 +208,35 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
         _lock_shifts(sorted({group.shift.pk for group in ordered}))
         _neighbours(ordered)
     appended: list[tuple[_ShiftDay, MultiPolygon]] = []
+    recomputed: list[tuple[_ShiftDay, list[TrackFix], MultiPolygon]] = []
     tracks: list[tuple[int, date, Sequence[Located], float]] = []
     for group in ordered:
         shift, day = group.shift, group.day
         if group.later != len(group.fixes) - 1:
             # A fix landed before a stored one: the shift-day is recomputed whole.
-            change.zone_days |= _shift_day_recompute(shift, day)
-            change.recomputed_days.add(day)
+            track = _shift_day_fixes(shift, day)
+            recomputed.append((group, track, _coverage_of(shift, track)))
             continue
         track = [group.previous, *group.fixes] if group.previous else group.fixes
         tracks.append((shift.pk, day, track, shift.team.max_speed))
         piece = _coverage_of(shift, track)
         if not piece.is_empty:
             appended.append((group, piece))
-    # One round trip: the zones the pieces reach are locked (only now, after the buffering:
-    # a batch of another shift in those zones waits for this one's statements, not for its
-    # Python), then presence and the pieces.
+    # One round trip: every zone the batch may write is locked in one statement (only now,
+    # after the buffering: a batch of another shift in those zones waits for this one's
+    # statements, not for its Python), then presence and the appended pieces.
     with pipelined():
-        if appended:
-            _lock_zones([piece for _group, piece in appended])
+        if appended or recomputed:
+            _lock_zones(
+                [piece for _group, piece in appended]
+                + [piece for _group, _track, piece in recomputed],
+                shift_days=[(g.shift.pk, g.day) for g, _track, _piece in recomputed],
+            )
         presence_add_many(tracks, max_gap_s=settings.MAX_GAP_S)
         known = _pieces_add([(g.shift.pk, g.day, piece) for g, piece in appended])
+    for group, track, piece in recomputed:
+        change.zone_days |= _shift_day_replace(group.shift, group.day, track, piece)
+        change.recomputed_days.add(group.day)
     change.zone_days |= set(known)
     change.known_figures.update(known)
     missing = change.zone_days - set(known)
@@ -240,11 +248,11 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
 # batch's neighbours are read after any concurrent batch of the same shift has committed (the
 # segment between their fixes is then drawn by one of them); per zone, so that the weekly
 # white rows a batch fills from the zone-days include every piece committed before (without
-# it, two batches that each start a zone-day could each miss the other's piece). The zones are
-# locked once the pieces are drawn, so that the buffering (Python) is not done holding them.
-# Each statement takes its keys in ascending order, shifts before zones, so writers wait for
-# each other; a batch that also recomputes a shift-day locks zones in more than one statement,
-# and should PostgreSQL pick it as a deadlock victim, track_ingest runs it again.
+# it, two batches that each start a zone-day could each miss the other's piece). A batch takes
+# its shifts in one statement, then all its zones in one statement once its pieces are drawn
+# (the buffering, in Python, is not done holding them), each in ascending order: writers wait
+# for each other rather than deadlock (should PostgreSQL still pick a victim, track_ingest runs
+# the batch again).
 _LOCK_SHIFT = 1 << 48
 _LOCK_ZONE = 2 << 48
 
@@ -259,11 +267,12 @@ def _lock_shifts(shift_ids: Sequence[int]) -> None:
 
 
 def _lock_zones(
-    geoms: Sequence[MultiPolygon], *, shift_day: tuple[int, date] | None = None
+    geoms: Sequence[MultiPolygon], *, shift_days: Sequence[tuple[int, date]] = ()
 ) -> None:
-    """Lock the zones whose box meets the box of one of `geoms` (and of a stored piece of
-    `shift_day`), in ascending order. One statement: its snapshot is taken before it waits,
-    so the statements after it see whatever the writers it waited for committed."""
+    """Lock, in ascending order, the zones whose box meets the box of one of `geoms` or of a
+    stored piece of one of `shift_days` (those a recompute deletes). One statement: its
+    snapshot is taken before it waits, so the statements after it see whatever the writers it
+    waited for committed."""
     boxes = [g.bounds for g in geoms if not g.is_empty]
     with prepared_cursor() as cursor:
         cursor.execute(
@@ -274,8 +283,10 @@ def _lock_zones(
                           %(y1)s::float8[]) AS b(x0, y0, x1, y1)
                 ON z.geom && ST_MakeEnvelope(b.x0, b.y0, b.x1, b.y1, %(srid)s)
               UNION
-              SELECT z.id FROM zones_coveragepiece p JOIN zones_zone z ON z.geom && p.geom
-              WHERE p.shift_id = %(shift)s AND p.day = %(day)s
+              SELECT z.id FROM zones_coveragepiece p
+              JOIN unnest(%(shifts)s::int8[], %(days)s::date[]) AS d(shift_id, day)
+                ON p.shift_id = d.shift_id AND p.day = d.day
+              JOIN zones_zone z ON z.geom && p.geom
               ORDER BY 1
             ) q
             """,
@@ -286,9 +297,8 @@ def _lock_zones(
                 "x1": float8_array([b[2] for b in boxes]),
                 "y1": float8_array([b[3] for b in boxes]),
                 "srid": settings.SRID,
-                # no stored piece has a null shift: the second part then finds nothing
-                "shift": shift_day[0] if shift_day else None,
-                "day": shift_day[1] if shift_day else None,
+                "shifts": int8_array([shift_id for shift_id, _day in shift_days]),
+                "days": [day for _shift_id, day in shift_days],
             },
             prepare=True,
         )
@@ -361,12 +371,12 @@ def _shift_day_fixes(shift: Shift, day: date) -> list[TrackFix]:
         return [TrackFix(t, x, y) for t, x, y in cursor.fetchall()]
 
 
-def _shift_day_recompute(shift: Shift, day: date) -> set[tuple[int, date]]:
-    """Replace a shift-day's pieces by one computed from all its raw fixes; re-union the
-    zone-days its old or new coverage touches."""
-    track = _shift_day_fixes(shift, day)
-    piece = _coverage_of(shift, track)
-    _lock_zones([piece], shift_day=(shift.pk, day))
+def _shift_day_replace(
+    shift: Shift, day: date, track: Sequence[TrackFix], piece: MultiPolygon
+) -> set[tuple[int, date]]:
+    """Replace a shift-day's pieces by `piece`, its coverage computed from all its raw fixes
+    (`track`); re-union the zone-days its old or new coverage touches. Its zones are locked
+    (_lock_zones, with the shift-day)."""
     presence_replace(
         shift_id=shift.pk,
         day=day,

@@ -2,11 +2,15 @@
 constraint: PostgreSQL checks a foreign key once per inserted row (a lock on the shift row
 each time: about 9 ms of a 1,000-fix INSERT's 26 ms), these triggers once per statement.
 
-Same guarantees as the constraint: an INSERT (or UPDATE) naming a missing shift fails with
-foreign_key_violation, and the shifts it names are locked FOR KEY SHARE until commit, so
-that a concurrent delete waits and then fails; deleting a shift that still has positions
-fails too (Django deletes a shift's positions first, as before). The checks run at the end
-of each statement, not at commit.
+What they guarantee, at READ COMMITTED (the project's isolation level): an INSERT (or UPDATE)
+naming a missing shift fails with foreign_key_violation, and the shifts it names are locked
+FOR KEY SHARE until commit, so that a concurrent delete waits and then fails; deleting a shift
+that still has positions fails too (Django deletes a shift's positions first, as before), and
+so does truncating the shifts without the positions. Where they differ from Django's foreign
+keys: the checks run at the end of each statement, not at commit (DEFERRABLE INITIALLY
+DEFERRED), so positions must be written after their shift, as every path here does; and under
+REPEATABLE READ or SERIALIZABLE they see the transaction's snapshot, where a foreign key
+checks against the latest committed rows.
 """
 
 import django.db.models.deletion
@@ -60,9 +64,26 @@ CREATE TRIGGER shift_positions_exist_delete AFTER DELETE ON maraudes_shift
 CREATE TRIGGER shift_positions_exist_update AFTER UPDATE ON maraudes_shift
   REFERENCING OLD TABLE AS old_rows
   FOR EACH STATEMENT EXECUTE FUNCTION maraudes_shift_positions_exist();
+
+-- After a TRUNCATE naming both tables (Django's test flush), no position is left.
+CREATE FUNCTION maraudes_shift_truncate_positions_exist() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM maraudes_position) THEN
+    RAISE EXCEPTION 'the shifts cannot be emptied while positions remain'
+      USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'shift_positions_exist',
+            TABLE = 'maraudes_shift';
+  END IF;
+  RETURN NULL;
+END $$;
+
+CREATE TRIGGER shift_positions_exist_truncate AFTER TRUNCATE ON maraudes_shift
+  FOR EACH STATEMENT EXECUTE FUNCTION maraudes_shift_truncate_positions_exist();
 """
 
 DROP = """
+DROP TRIGGER shift_positions_exist_truncate ON maraudes_shift;
+DROP FUNCTION maraudes_shift_truncate_positions_exist();
 DROP TRIGGER shift_positions_exist_update ON maraudes_shift;
 DROP TRIGGER shift_positions_exist_delete ON maraudes_shift;
 DROP FUNCTION maraudes_shift_positions_exist();

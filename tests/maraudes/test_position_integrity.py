@@ -103,3 +103,27 @@ def test_storing_positions_holds_their_shift_until_commit():
     finally:
         other.close()
     assert Position.objects.filter(shift=shift).count() == 2
+
+
+# Committed rows: TRUNCATE refuses a table with deferred checks pending in the transaction.
+@pytest.mark.django_db(transaction=True)
+def test_the_shifts_cannot_be_emptied_while_positions_remain():
+    shift = ShiftFactory(started_at=timezone.now() - timedelta(hours=1))
+    positions_record(shift=shift, fixes=_fixes(shift, 1))
+    with (
+        pytest.raises(IntegrityError, match="positions remain"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("TRUNCATE maraudes_shift CASCADE")
+    assert Position.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_emptying_shifts_and_positions_together_passes():
+    """As Django's flush between tests does."""
+    shift = ShiftFactory(started_at=timezone.now() - timedelta(hours=1))
+    positions_record(shift=shift, fixes=_fixes(shift, 1))
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE maraudes_position, maraudes_shift CASCADE")
+    assert not Shift.objects.exists() and not Position.objects.exists()

@@ -38,10 +38,13 @@ def test_the_coverage_statements_are_prepared_once_and_planned_generically():
         cursor.execute("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
         prepared = cursor.fetchall()
     pieces = [row for row in prepared if "INSERT INTO zones_coveragepiece" in row[0]]
-    neighbours = [row for row in prepared if "pg_advisory_xact_lock" in row[0]]
+    neighbours = [row for row in prepared if "maraudes_coveragebacklog" in row[0]]
+    locks = [row for row in prepared if "pg_advisory_xact_lock" in row[0]]
     assert len(pieces) == 1  # prepared once, run three times
     assert pieces[0][1] >= 3 and pieces[0][2] == 0  # never planned again
-    assert neighbours and all(custom == 0 for _statement, _generic, custom in neighbours)
+    assert len(neighbours) == 1 and neighbours[0][1] >= 3 and neighbours[0][2] == 0
+    assert len(locks) == 2  # the shifts', the zones'
+    assert all(custom == 0 for _statement, _generic, custom in locks)
 
 
 def test_the_settings_prepare_only_on_request():

@@ -42,6 +42,23 @@ def test_the_reason_writes_hectares_as_the_language_does(language, expected):
     assert reason.startswith(expected)
 
 
+@pytest.mark.parametrize(
+    ("white_m2", "language", "hectares"),
+    [
+        (31_900, "fr", "3,2 ha"),
+        (9_600, "fr", "1,0 ha"),
+        (9_600, "en", "1.0 ha"),
+        (449, "en", "0.0 ha"),
+    ],
+)
+def test_the_hectares_are_rounded_not_cut(white_m2, language, hectares):
+    with translation.override(language):
+        _priority, reason = white_zone_priority(
+            _row(white_m2=white_m2, last_visit=None), today=TODAY
+        )
+    assert reason.startswith(hectares + " ")
+
+
 def test_priority_grows_with_white_area_staleness_and_people():
     base = white_zone_priority(_row(white_m2=10_000, last_visit=TODAY), today=TODAY)[0]
     assert white_zone_priority(_row(white_m2=20_000, last_visit=TODAY), today=TODAY)[0] > base
