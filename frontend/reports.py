@@ -24,6 +24,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
 from maraudes.models import Need
+from maraudes.numbers import local_number
 from maraudes.roles import AGGREGATES, COORDINATION, user_has_role
 from zones.reports import (
     HOUR_BANDS,
@@ -54,10 +55,7 @@ KIND_LABELS = {
 
 
 def num(value: float, digits: int = 0) -> str:
-    # number_format cuts the digits beyond decimal_pos: round first.
-    return formats.number_format(
-        round(value, digits), decimal_pos=digits, use_l10n=True, force_grouping=True
-    )
+    return local_number(value, digits, grouping=True)
 
 
 def pct(ratio: float) -> str:

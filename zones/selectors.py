@@ -10,12 +10,13 @@ from django.conf import settings
 from django.contrib.gis.geos import Polygon
 from django.db import connection
 from django.db.models import QuerySet
-from django.utils import formats, timezone
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from maraudes.days import service_day, service_day_bounds
 from maraudes.models import TeamMode
+from maraudes.numbers import local_number
 from zones.models import WEEK_DAYS, Assignment, Zone
 
 
@@ -206,7 +207,7 @@ def white_zone_priority(row: ZoneCoverage, *, today: date) -> tuple[float, str]:
     days = (today - row.last_visit).days if row.last_visit else None
     staleness = min(days if days is not None else 28, 28)
     priority = hectares * row.need_weight * (1 + row.people / 10) * (1 + staleness / 7)
-    ha = _decimal(hectares)
+    ha = local_number(hectares, 1)
     if days is None:
         since = _("jamais visitée")
     elif days == 0:
@@ -382,13 +383,7 @@ ORDER BY t.name, d.m DESC
 
 
 def _km(metres: float) -> str:
-    return _decimal(metres / 1000)
-
-
-def _decimal(value: float) -> str:
-    """One decimal, written as the active language writes it (3,2 in French, 3.2 in English)."""
-    # number_format cuts the digits beyond decimal_pos: round first (0.96 -> 1,0, not 0,9).
-    return formats.number_format(round(value, 1), decimal_pos=1, use_l10n=True)
+    return local_number(metres / 1000, 1)
 
 
 def assignment_conflicts(*, day: date, kind: str | None = None) -> AssignmentConflicts:

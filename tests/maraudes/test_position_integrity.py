@@ -24,6 +24,16 @@ _INSERT = """INSERT INTO maraudes_position (shift_id, recorded_at, received_at, 
              FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(s, g)"""
 
 
+def _refused(sql: str, params=None, *, match: str) -> None:
+    """`sql` fails with an IntegrityError saying `match`, and its transaction rolls back."""
+    with (
+        pytest.raises(IntegrityError, match=match),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql, params)
+
+
 def _fixes(shift: Shift, count: int) -> list[Fix]:
     lon, lat = to_wgs84().transform(l93().x, l93().y)
     return [
@@ -34,12 +44,7 @@ def _fixes(shift: Shift, count: int) -> list[Fix]:
 
 def test_a_statement_naming_a_missing_shift_fails_whole():
     shift = ShiftFactory(started_at=timezone.now() - timedelta(hours=1))
-    with (
-        pytest.raises(IntegrityError, match="does not exist"),
-        transaction.atomic(),
-        connection.cursor() as cursor,
-    ):
-        cursor.execute(_INSERT, [[shift.pk, shift.pk + 1000]])
+    _refused(_INSERT, [[shift.pk, shift.pk + 1000]], match="does not exist")
     assert Position.objects.count() == 0
 
 
@@ -62,12 +67,7 @@ def test_positions_of_several_existing_shifts_go_in_one_statement():
 def test_a_shift_with_positions_cannot_be_deleted_behind_their_back():
     shift = ShiftFactory(started_at=timezone.now() - timedelta(hours=1))
     positions_record(shift=shift, fixes=_fixes(shift, 3))
-    with (
-        pytest.raises(IntegrityError, match="still has positions"),
-        transaction.atomic(),
-        connection.cursor() as cursor,
-    ):
-        cursor.execute("DELETE FROM maraudes_shift WHERE id = %s", [shift.pk])
+    _refused("DELETE FROM maraudes_shift WHERE id = %s", [shift.pk], match="still has positions")
     assert Position.objects.filter(shift=shift).count() == 3
 
 
@@ -110,12 +110,7 @@ def test_storing_positions_holds_their_shift_until_commit():
 def test_the_shifts_cannot_be_emptied_while_positions_remain():
     shift = ShiftFactory(started_at=timezone.now() - timedelta(hours=1))
     positions_record(shift=shift, fixes=_fixes(shift, 1))
-    with (
-        pytest.raises(IntegrityError, match="positions remain"),
-        transaction.atomic(),
-        connection.cursor() as cursor,
-    ):
-        cursor.execute("TRUNCATE maraudes_shift CASCADE")
+    _refused("TRUNCATE maraudes_shift CASCADE", match="positions remain")
     assert Position.objects.count() == 1
 
 
