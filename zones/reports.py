@@ -8,8 +8,9 @@ Per zone of one kind, the report gives:
 
 - covered and white area over the week's seven service days, as `zones.selectors.zones_coverage`
   computes it for a 7-day window: the zone minus its weekly white part kept ready by the
-  services (zones.models.ZoneWeekWhite, the row whose last day is the week's Sunday; no row
-  means nothing covered the zone that week);
+  services (zones.models.ZoneWeekWhite, the row whose last day is the week's Sunday); without
+  that row (the week still running, whose Sunday is past the services' horizon), the union of
+  the week's zone-days;
 - last visit (latest service day up to the week's Sunday that covered part of the zone) and
   passages (distinct shifts that entered the zone during the week), from the zone-days;
 - encounters and people met, in total and by need, as `zones_coverage` counts them (the
@@ -21,7 +22,8 @@ Per zone of one kind, the report gives:
   TREND_WEEKS weeks, from the same weekly white parts.
 
 The query count is fixed (five statements, whatever the number of zones and fixes), and
-nothing reads raw fixes or unions geometries: a week of Paris takes tens of milliseconds.
+nothing reads raw fixes; geometries are unioned only for a week whose weekly rows are not kept
+yet (the current one): a past week of Paris takes tens of milliseconds.
 
 PRESENCE. Hours of presence in a zone = the sum, over the week's shifts, of the time between
 consecutive kept fixes of a service day (accuracy <= MAX_ACCURACY_M) that the coverage
@@ -45,6 +47,7 @@ from django.utils.translation import gettext as _
 
 from maraudes.days import service_day, service_day_bounds
 from maraudes.models import Need
+from zones.models import WEEK_DAYS
 from zones.selectors import WHITE_EPSILON_M2, WhiteShare
 
 # --- Weeks ----------------------------------------------------------------------------------
@@ -295,12 +298,20 @@ WHERE z.kind = %(kind)s
 
 # Covered area per zone and week (k = 0 the oldest of the trend, TREND_WEEKS - 1 the chosen):
 # the zone's area minus its weekly white part, as zones.selectors.zones_coverage reads it for
-# a 7-day window. A week is Monday to Sunday, so its row is the one ending on its Sunday.
+# a 7-day window. A week is Monday to Sunday, so its row is the one ending on its Sunday;
+# without it, the area of the union of the week's zone-days (none: nothing covered).
 _COVERED_SQL = """
-SELECT w.zone_id, (w.last_day - %(trend_last)s::date) / 7 AS k,
-       GREATEST(z.area_m2 - w.white_m2, 0)
+SELECT z.id, (s.day - %(trend_last)s::date) / 7 AS k,
+       CASE WHEN w.zone_id IS NOT NULL THEN GREATEST(z.area_m2 - w.white_m2, 0)
+            ELSE COALESCE(ST_Area(cov.u), 0) END
 FROM zones_zone z
-JOIN zones_zoneweekwhite w ON w.zone_id = z.id AND w.last_day = ANY(%(sundays)s::date[])
+CROSS JOIN unnest(%(sundays)s::date[]) AS s(day)
+LEFT JOIN zones_zoneweekwhite w ON w.zone_id = z.id AND w.last_day = s.day
+LEFT JOIN LATERAL (
+  SELECT ST_Union(c.geom) AS u FROM zones_zonedaycoverage c
+  WHERE w.zone_id IS NULL AND c.zone_id = z.id
+    AND c.day BETWEEN s.day - %(week_back)s::int AND s.day
+) cov ON true
 WHERE z.kind = %(kind)s
 """
 
@@ -361,6 +372,7 @@ def weekly_report(*, week: IsoWeek, kind: str | None, now: datetime | None = Non
         "kind": kind,
         "trend_last": trend_first.last_day,
         "sundays": [trend_first.shifted(k).last_day for k in range(TREND_WEEKS)],
+        "week_back": WEEK_DAYS - 1,
         "previous_first": previous.first_day,
         "first_day": week.first_day,
         "last_day": week.last_day,
@@ -489,17 +501,27 @@ class WeekWhiteZone(WhiteShare):
 
 # The week's white part of each zone is its weekly white part kept by the services
 # (zones.models.ZoneWeekWhite, the row ending on the week's Sunday), as for the report's
-# covered area; no row means nothing covered the zone that week: all of it is white.
+# covered area; without it, the zone minus the union of the week's zone-days (all of it when
+# nothing covered it).
 _WHITE_SQL = """
 SELECT z.id, z.code, z.name, z.area_m2,
-       CASE WHEN w.zone_id IS NULL THEN 0 ELSE GREATEST(z.area_m2 - w.white_m2, 0) END,
+       CASE WHEN w.zone_id IS NOT NULL THEN GREATEST(z.area_m2 - w.white_m2, 0)
+            ELSE COALESCE(ST_Area(cov.u), 0) END,
        (SELECT max(c.day) FROM zones_zonedaycoverage c
          WHERE c.zone_id = z.id AND c.day <= %(last_day)s),
        (SELECT count(DISTINCT s) FROM zones_zonedaycoverage c, unnest(c.shift_ids) s
          WHERE c.zone_id = z.id AND c.day BETWEEN %(first_day)s AND %(last_day)s),
-       ST_AsGeoJSON(ST_Transform(ST_Multi(COALESCE(w.geom, z.geom)), %(srid)s), 6)
+       ST_AsGeoJSON(ST_Transform(ST_Multi(CASE
+         WHEN w.zone_id IS NOT NULL THEN w.geom
+         WHEN cov.u IS NULL THEN z.geom
+         ELSE ST_Difference(z.geom, cov.u) END), %(srid)s), 6)
 FROM zones_zone z
 LEFT JOIN zones_zoneweekwhite w ON w.zone_id = z.id AND w.last_day = %(last_day)s
+LEFT JOIN LATERAL (
+  SELECT ST_Union(c.geom) AS u FROM zones_zonedaycoverage c
+  WHERE w.zone_id IS NULL AND c.zone_id = z.id
+    AND c.day BETWEEN %(first_day)s AND %(last_day)s
+) cov ON true
 WHERE z.kind = %(kind)s
 """
 

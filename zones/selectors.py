@@ -89,8 +89,9 @@ class ZoneCoverage(WhiteShare):
 
 def _coverage_sql(*, with_geometry: bool) -> str:
     """A 7-day window reads the rolling weekly white part (ZoneWeekWhite) kept by the
-    services; its row is missing only when nothing covered the zone that week (then the
-    union below is over no row). Other windows union their zone-days."""
+    services. Its row is missing when nothing covered the zone that week (the union below is
+    then over no row), or when the week ends past the services' horizon (the day after the
+    latest covered day): the union below computes it. Other windows union their zone-days."""
     white = (
         """ST_AsGeoJSON(ST_Transform(ST_Multi(CASE
                 WHEN w.zone_id IS NOT NULL THEN w.geom

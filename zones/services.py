@@ -258,10 +258,19 @@ _LOCK_ZONE = 2 << 48
 
 
 def _lock_shifts(shift_ids: Sequence[int]) -> None:
+    _advisory_locks(_LOCK_SHIFT, shift_ids)
+
+
+def _lock_zone_ids(zone_ids: Sequence[int]) -> None:
+    _advisory_locks(_LOCK_ZONE, zone_ids)
+
+
+def _advisory_locks(key: int, ids: Sequence[int]) -> None:
+    """Take the locks `key` + id, in the order of `ids` (ascending, for the callers)."""
     with prepared_cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_advisory_xact_lock(%s + s)) FROM unnest(%s::bigint[]) AS s",
-            [_LOCK_SHIFT, list(shift_ids)],
+            [key, list(ids)],
             prepare=True,
         )
 
@@ -400,7 +409,15 @@ def _shift_day_replace(
         zone_ids |= _zones_touching(piece)
     if zone_ids:
         _zone_days_rebuild(days=[day], zone_ids=sorted(zone_ids))
-        _week_whites_fill(zone_ids=sorted(zone_ids), last_days=_week_ends(day), replace=True)
+        # Rows past the horizon are recomputed if they exist (an older version kept them),
+        # never created.
+        _week_whites_fill(
+            zone_ids=sorted(zone_ids),
+            last_days=_week_ends(day),
+            replace=True,
+            until=_week_horizon(_latest_covered_day()),
+        )
+        transaction.on_commit(week_whites_extend, robust=True)
     return {(zone_id, day) for zone_id in zone_ids}
 
 
@@ -512,7 +529,8 @@ def _pieces_add(
               FROM week_pieces wp
               WHERE w.id = wp.id AND ST_Intersects(w.geom, wp.g)
             )
-            SELECT r.zone_id, r.day, r.covered_m2, r.inserted, z.code, z.kind, z.area_m2
+            SELECT r.zone_id, r.day, r.covered_m2, r.inserted, z.code, z.kind, z.area_m2,
+                   (SELECT max(day) FROM zones_zonedaycoverage) AS latest
             FROM day_rows r JOIN zones_zone z ON z.id = r.zone_id
             """,
             {
@@ -526,19 +544,26 @@ def _pieces_add(
         rows = cursor.fetchall()
     figures = {}
     new_zone_days: list[tuple[int, date]] = []
-    for zone_id, day, covered_m2, inserted, code, kind, area_m2 in rows:
+    latest = max(day for _shift_id, day, _g in pieces)
+    for zone_id, day, covered_m2, inserted, code, kind, area_m2, stored_latest in rows:
         zone = {"code": code, "kind": kind, "area_m2": area_m2}
         figures[(zone_id, day)] = _figure(zone_id, day, zone, covered_m2)
         if inserted:
             new_zone_days.append((zone_id, day))
+        if stored_latest is not None:
+            latest = max(latest, stored_latest)
     if new_zone_days:
         # A zone-day that is new may be the first coverage of its zone in some of the weeks
-        # holding it: those weekly rows do not exist yet.
+        # holding it: those weekly rows (up to the horizon) do not exist yet.
+        horizon = _week_horizon(latest)
         _week_whites_fill(
             zone_ids=sorted({zone_id for zone_id, _day in new_zone_days}),
-            last_days=sorted({end for _zone, day in new_zone_days for end in _week_ends(day)}),
+            last_days=sorted(
+                {end for _zone, day in new_zone_days for end in _week_ends(day, until=horizon)}
+            ),
             replace=False,
         )
+        transaction.on_commit(week_whites_extend, robust=True)
     return figures
 
 
@@ -574,28 +599,84 @@ def _zone_days_rebuild(*, days: Iterable[date], zone_ids: Sequence[int] | None =
 
 
 # --- Rolling weekly white zones (zones.models.ZoneWeekWhite) ----------------------------------
+#
+# Weekly rows are kept for the weeks ending up to the horizon: the day after the latest service
+# day that has coverage (tonight's week, and tomorrow's for the map of the day after). Every
+# piece of coverage is taken out of the rows whose week holds its day, so a live batch rewrites
+# two rows of each zone it touches rather than seven. A row that exists is exact; a row that
+# is missing (a week past the horizon, or one whose zone nothing covered) is computed from the
+# zone-days by its readers (zones.selectors, zones.reports), which costs a union. So after each
+# commit that starts a zone-day, week_whites_extend fills the rows up to the horizon that are
+# missing, zone by zone: the first batch of a night fills tomorrow's row of every zone.
 
 
-def _week_ends(day: date) -> list[date]:
-    """The last days of the 7-day windows that hold `day`."""
-    return [day + timedelta(days=n) for n in range(WEEK_DAYS)]
+def _latest_covered_day() -> date | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT max(day) FROM zones_zonedaycoverage")
+        return cursor.fetchone()[0]
+
+
+def _week_horizon(latest: date | None) -> date | None:
+    """The last day of the latest week kept, given the latest covered service day."""
+    return latest + timedelta(days=1) if latest else None
+
+
+def _week_ends(day: date, *, until: date | None = None) -> list[date]:
+    """The last days of the 7-day windows that hold `day` (up to `until`, when given)."""
+    ends = [day + timedelta(days=n) for n in range(WEEK_DAYS)]
+    return [end for end in ends if until is None or end <= until]
+
+
+def week_whites_extend() -> int:
+    """Fill the weekly rows that are missing up to the horizon (for the seven weeks ending
+    there), for every zone some coverage of those weeks touched; each zone in its own
+    transaction, under its lock, so that a batch writing there waits a moment, not for all of
+    them. Run after commit by the writers that start zone-days. Returns the rows filled."""
+    horizon = _week_horizon(_latest_covered_day())
+    if horizon is None:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT z.id, array_agg(d.day ORDER BY d.day)
+            FROM zones_zone z
+            CROSS JOIN unnest(%(days)s::date[]) AS d(day)
+            WHERE NOT EXISTS (SELECT 1 FROM zones_zoneweekwhite w
+                              WHERE w.zone_id = z.id AND w.last_day = d.day)
+              AND EXISTS (SELECT 1 FROM zones_zonedaycoverage c
+                          WHERE c.zone_id = z.id
+                            AND c.day BETWEEN d.day - {WEEK_DAYS - 1} AND d.day)
+            GROUP BY z.id ORDER BY z.id
+            """,
+            {"days": [horizon - timedelta(days=n) for n in range(WEEK_DAYS)]},
+        )
+        missing = cursor.fetchall()
+    for zone_id, days in missing:
+        with transaction.atomic():
+            _lock_zone_ids([zone_id])
+            _week_whites_fill(zone_ids=[zone_id], last_days=days, replace=False)
+    return sum(len(days) for _zone_id, days in missing)
 
 
 def _week_whites_fill(
-    *, zone_ids: Sequence[int] | None, last_days: Sequence[date], replace: bool
+    *,
+    zone_ids: Sequence[int] | None,
+    last_days: Sequence[date],
+    replace: bool,
+    until: date | None = None,
 ) -> None:
-    """Compute weekly white parts from the zone-days: the missing rows, or all (`replace`)."""
+    """Compute weekly white parts from the zone-days: the missing rows, or all (`replace`);
+    a row ending after `until` only if it exists."""
     white = _VALID.format(
         g="CASE WHEN u.g IS NULL THEN z.geom ELSE "
         + _POLY.format(g="ST_Difference(z.geom, u.g)")
         + " END"
     )
-    missing = (
-        ""
-        if replace
-        else """AND NOT EXISTS (SELECT 1 FROM zones_zoneweekwhite w
-                                WHERE w.zone_id = z.id AND w.last_day = d.day)"""
-    )
+    exists = """EXISTS (SELECT 1 FROM zones_zoneweekwhite w
+                        WHERE w.zone_id = z.id AND w.last_day = d.day)"""
+    missing = f"AND (%(until)s::date IS NULL OR d.day <= %(until)s OR {exists})"
+    if not replace:
+        missing += f" AND NOT {exists}"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -612,7 +693,11 @@ def _week_whites_fill(
             ON CONFLICT (zone_id, last_day) DO UPDATE
               SET geom = EXCLUDED.geom, updated_at = now()
             """,
-            {"days": list(last_days), "zones": list(zone_ids) if zone_ids is not None else None},
+            {
+                "days": list(last_days),
+                "zones": list(zone_ids) if zone_ids is not None else None,
+                "until": until,
+            },
         )
 
 
@@ -734,8 +819,18 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
         )
         if days:
             _zone_days_rebuild(days=days)
-            last_days = sorted({end for day in days for end in _week_ends(day)})
-            _week_whites_recompute(last_days)
+            horizon = _week_horizon(_latest_covered_day())
+            with connection.cursor() as cursor:
+                # Rows past the horizon would not be recomputed: none is kept.
+                cursor.execute(
+                    """DELETE FROM zones_zoneweekwhite
+                       WHERE %(horizon)s::date IS NULL OR last_day > %(horizon)s""",
+                    {"horizon": horizon},
+                )
+            if horizon is not None:
+                _week_whites_recompute(
+                    sorted({end for day in days for end in _week_ends(day, until=horizon)})
+                )
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM zones_zonedaycoverage WHERE day = ANY(%s)", [days])
             (zone_days,) = cursor.fetchone()
