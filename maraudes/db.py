@@ -134,8 +134,11 @@ def timestamptz_array(epoch_microseconds) -> BinaryArray:
 
 
 def text_array(values: Iterable[str]) -> str:
-    """A text[] parameter, as an array literal."""
-    return "{" + ",".join(_quoted(v) for v in values) + "}"
+    """A text[] parameter, as an array literal (each distinct value quoted once: a batch
+    repeats its source for every fix)."""
+    values = list(values)
+    quoted = {v: _quoted(v) for v in set(values)}
+    return "{" + ",".join([quoted[v] for v in values]) + "}"
 
 
 def _quoted(text: str) -> str:

@@ -212,7 +212,8 @@ def positions_record_many(
     now = timezone.now()
     results: list[PositionsRecorded] = []
     owner: dict[tuple[int, int], tuple[PositionsRecorded, Fix]] = {}
-    rows: list[tuple[int, Fix]] = []
+    fixes_new: list[Fix] = []
+    shift_ids: list[int] = []
     instants: list[int] = []
     sources: list[str] = []
     sent: list[int] = []
@@ -221,16 +222,18 @@ def positions_record_many(
         results.append(result)
         in_window, result.rejected = fixes_in_window(shift, fixes, now=now)
         sent.append(len(in_window))
+        shift_id = shift.pk
         for fix in in_window:
             # Keyed by the instant in whole microseconds, as the insert returns it: cheaper
             # to read back than a timestamp, and exact whatever the fix's time zone.
-            key = (shift.pk, instant := epoch_microseconds(fix.t))
+            key = (shift_id, instant := epoch_microseconds(fix.t))
             if key not in owner:
                 owner[key] = (result, fix)
-                rows.append((shift.pk, fix))
+                fixes_new.append(fix)
                 instants.append(instant)
-        sources.extend([source] * (len(rows) - len(sources)))
-    if rows:
+        shift_ids.extend([shift_id] * (len(fixes_new) - len(shift_ids)))
+        sources.extend([source] * (len(fixes_new) - len(sources)))
+    if fixes_new:
         nan = math.nan
         with prepared_cursor() as cursor:
             cursor.execute(
@@ -238,13 +241,13 @@ def positions_record_many(
                 [
                     now,
                     settings.SRID,
-                    int8_array([shift_id for shift_id, _f in rows]),
+                    int8_array(shift_ids),
                     timestamptz_array(instants),
-                    float8_array([f.lon for _i, f in rows]),
-                    float8_array([f.lat for _i, f in rows]),
-                    float8_array([f.accuracy for _i, f in rows]),
-                    float8_array([nan if f.speed is None else f.speed for _i, f in rows]),
-                    float8_array([nan if f.heading is None else f.heading for _i, f in rows]),
+                    float8_array([f.lon for f in fixes_new]),
+                    float8_array([f.lat for f in fixes_new]),
+                    float8_array([f.accuracy for f in fixes_new]),
+                    float8_array([nan if f.speed is None else f.speed for f in fixes_new]),
+                    float8_array([nan if f.heading is None else f.heading for f in fixes_new]),
                     text_array(sources),
                 ],
                 prepare=True,

@@ -59,6 +59,10 @@ _VALID = (
     " FROM (SELECT {g} AS g OFFSET 0) v)"
 )
 _POLY = "ST_Multi(ST_CollectionExtract({g}, 3))"
+# {g} cut to the box of {box} grown by a metre. ST_ClipByBox2D does not promise a valid result
+# (it is wrapped in _VALID); cutting the coverage of a night's tracks by the quartiers' boxes
+# gave valid polygons every time (298 of 298), with the same area as an intersection.
+_BOX_CUT = "ST_ClipByBox2D({g}, ST_Expand(ST_Envelope({box}), 1))"
 
 
 @dataclass
@@ -105,7 +109,8 @@ def _track_ingest(*, shift: Shift, fixes: Sequence[Fix], source: str) -> Positio
             latest = max(recorded.accepted, key=lambda f: f.t)
             # Compare instants, not datetimes: an ambiguous local time (the October clock
             # change) never equals a UTC datetime (PEP 495).
-            sent = next(f for f in fixes if f.t.timestamp() == latest.t.timestamp())
+            instant = latest.t.timestamp()
+            sent = next(f for f in fixes if f.t.timestamp() == instant)
             drafts = [
                 realtime.position_draft(
                     shift=shift, t=sent.t, lon=sent.lon, lat=sent.lat, accuracy=sent.accuracy
@@ -180,8 +185,9 @@ class _ShiftDay:
 def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> CoverageChange:
     change = CoverageChange()
     groups: dict[tuple[int, date], _ShiftDay] = {}
+    max_accuracy = settings.MAX_ACCURACY_M
     for shift, fixes in batches:
-        kept = [fix for fix in fixes if fix.accuracy <= settings.MAX_ACCURACY_M]
+        kept = [fix for fix in fixes if fix.accuracy <= max_accuracy]
         if not kept:
             continue
         # Service days follow time, so a batch whose first and last fixes share one (nearly
@@ -483,17 +489,23 @@ def _pieces_add(
               INSERT INTO zones_coveragepiece (shift_id, day, geom, created_at)
               SELECT shift_id, day, g, now() FROM p
             ), clip AS MATERIALIZED (
-              -- g: the piece's part in the zone, for the zone-day; near: the piece cut to the
-              -- zone's box grown by a metre, for the weekly white part. Not g: it shares the
-              -- zone's border with the white part, and GEOS predicates fail on such
-              -- near-coincident edges ("side location conflict"); not the whole piece: a
-              -- night's piece spans dozens of zones, and every difference would pay for it.
-              SELECT z.id AS zone_id, p.day, p.shift_id,
-                     {_POLY.format(g="ST_Intersection(z.geom, p.g)")} AS g,
-                     CASE WHEN p.g @ ST_Expand(z.geom, 1) THEN p.g
-                          ELSE {_POLY.format(g="ST_Intersection(p.g, ST_Expand(ST_Envelope(z.geom), 1))")}
-                     END AS near
-              FROM p JOIN zones_zone z ON ST_Intersects(z.geom, p.g)
+              -- near: the piece cut to the zone's box grown by a metre, for the weekly white
+              -- part; g: the piece's part in the zone (the zone's part of near), for the
+              -- zone-day. Not g for the white part: it shares the zone's border with it, and
+              -- GEOS predicates fail on such near-coincident edges ("side location
+              -- conflict"); not the whole piece: a night's piece spans dozens of zones, and
+              -- every difference would pay for it. Cutting by a box is several times
+              -- cheaper than an intersection, and leaves the zone fewer vertices to cut.
+              SELECT zone_id, day, shift_id,
+                     {_POLY.format(g="ST_Intersection(zone_geom, near)")} AS g, near
+              FROM (
+                SELECT z.id AS zone_id, z.geom AS zone_geom, p.day, p.shift_id,
+                       CASE WHEN p.g @ ST_Expand(z.geom, 1) THEN p.g
+                            ELSE {_VALID.format(g=_POLY.format(g=_BOX_CUT.format(g="p.g", box="z.geom")))}
+                       END AS near
+                FROM p JOIN zones_zone z ON ST_Intersects(z.geom, p.g)
+                OFFSET 0
+              ) cut
             ), hit AS (
               SELECT zone_id, day, {_POLY.format(g=one_or_union.format(a="gs"))} AS g, shifts
               FROM (
