@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import shapely
@@ -85,14 +85,25 @@ def joins(a: Located, b: Located, *, max_gap_s: float, max_speed: float) -> bool
     return math.hypot(b.x - a.x, b.y - a.y) / dt <= max_speed
 
 
-def track_arrays(fixes: Sequence[Located]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Times (whole microseconds since the Unix epoch, exact as datetime arithmetic is),
-    x and y of fixes, as arrays."""
+class TrackArrays(NamedTuple):
+    """A track as arrays: times in whole microseconds since the Unix epoch (exact, as
+    datetime arithmetic is), x and y."""
+
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+
+def track_arrays(fixes: Sequence[Located] | TrackArrays) -> TrackArrays:
+    """The arrays of a track's fixes (given arrays are returned as they are: a caller that
+    needs them twice converts the fixes once)."""
+    if isinstance(fixes, TrackArrays):
+        return fixes
     n = len(fixes)
     t = np.fromiter(((f.t - _EPOCH) // _MICROSECOND for f in fixes), dtype=np.int64, count=n)
     x = np.fromiter((f.x for f in fixes), dtype=np.float64, count=n)
     y = np.fromiter((f.y for f in fixes), dtype=np.float64, count=n)
-    return t, x, y
+    return TrackArrays(t, x, y)
 
 
 def joined_pairs(
@@ -153,12 +164,12 @@ def covered_area(parts: Sequence[BaseGeometry] | np.ndarray, *, radius: float) -
 
 
 def track_coverage(
-    fixes: Sequence[Located], *, radius: float, max_gap_s: float, max_speed: float
+    fixes: Sequence[Located] | TrackArrays, *, radius: float, max_gap_s: float, max_speed: float
 ) -> MultiPolygon:
     """The coverage of a time-ordered track (fixes unique in time)."""
-    if not fixes:
-        return MultiPolygon()
     t, x, y = track_arrays(fixes)
+    if not len(t):
+        return MultiPolygon()
     return covered_area(
         track_parts(t, x, y, max_gap_s=max_gap_s, max_speed=max_speed), radius=radius
     )

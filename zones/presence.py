@@ -38,7 +38,7 @@ from django.conf import settings
 from django.db import connection
 
 from maraudes.db import PreparedCursor, float8_array, int8_array, prepared_cursor
-from zones.geometry import Located, joined_pairs, joins, track_arrays
+from zones.geometry import Located, TrackArrays, joined_pairs, joins, track_arrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +137,7 @@ def presence_add(
 
 
 def presence_add_many(
-    batches: Sequence[tuple[int, date, Sequence[Located], float]], *, max_gap_s: float
+    batches: Sequence[tuple[int, date, Sequence[Located] | TrackArrays, float]], *, max_gap_s: float
 ) -> None:
     """`presence_add` for several shift-days at once ((shift id, day, track, the team's max
     speed)...), in one statement: for callers that batch fixes across shifts."""
@@ -177,14 +177,14 @@ class Intervals:
 
 
 def tracks_intervals(
-    tracks: Sequence[tuple[Sequence[Located], float]], *, max_gap_s: float, tz: tzinfo
+    tracks: Sequence[tuple[Sequence[Located] | TrackArrays, float]], *, max_gap_s: float, tz: tzinfo
 ) -> Intervals:
     """`track_intervals` of many (track, max speed), with numpy: the same intervals, for the
     half million fixes of a week in a fraction of the time. Times are whole microseconds, as
     in datetime arithmetic, so that the intervals and their lengths are exactly the same."""
-    sizes = np.fromiter((len(track) for track, _speed in tracks), dtype=np.int64, count=len(tracks))
-    fixes = [fix for track, _speed in tracks for fix in track]
-    t, x, y = track_arrays(fixes)
+    arrays = [track_arrays(track) for track, _speed in tracks]
+    sizes = np.array([len(a.t) for a in arrays], dtype=np.int64)
+    t, x, y = [np.concatenate(c) for c in zip(*arrays, strict=True)] if arrays else track_arrays([])
     track = np.repeat(np.arange(len(tracks)), sizes)
     speed = np.repeat([float(s) for _track, s in tracks], sizes)
     # Pairs of consecutive fixes of one track, joined as zones.geometry.joins joins them.

@@ -41,7 +41,14 @@ from maraudes.db import float8_array, int8_array, pipelined, prepared_cursor
 from maraudes.fixes import Fix
 from maraudes.models import PositionSource, Shift, Team
 from maraudes.services import PositionsRecorded, StoredFix, positions_record
-from zones.geometry import Located, TrackFix, as_multipolygon, track_coverage
+from zones.geometry import (
+    Located,
+    TrackArrays,
+    TrackFix,
+    as_multipolygon,
+    track_arrays,
+    track_coverage,
+)
 from zones.models import WEEK_DAYS, Assignment, Zone, ZoneDayCoverage
 from zones.presence import presence_add_many, presence_rebuild, presence_replace
 
@@ -215,7 +222,7 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
         _neighbours(ordered)
     appended: list[tuple[_ShiftDay, MultiPolygon]] = []
     recomputed: list[tuple[_ShiftDay, list[TrackFix], MultiPolygon]] = []
-    tracks: list[tuple[int, date, Sequence[Located], float]] = []
+    tracks: list[tuple[int, date, TrackArrays, float]] = []
     for group in ordered:
         shift, day = group.shift, group.day
         if group.later != len(group.fixes) - 1:
@@ -223,7 +230,8 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
             track = _shift_day_fixes(shift, day)
             recomputed.append((group, track, _coverage_of(shift, track)))
             continue
-        track = [group.previous, *group.fixes] if group.previous else group.fixes
+        # As arrays once, for the coverage and for the presence.
+        track = track_arrays([group.previous, *group.fixes] if group.previous else group.fixes)
         tracks.append((shift.pk, day, track, shift.team.max_speed))
         piece = _coverage_of(shift, track)
         if not piece.is_empty:
@@ -364,7 +372,7 @@ def _neighbours(groups: Sequence[_ShiftDay]) -> None:
             group.previous = TrackFix(t, x, y) if t is not None else None
 
 
-def _coverage_of(shift: Shift, track: Sequence[Located]) -> MultiPolygon:
+def _coverage_of(shift: Shift, track: Sequence[Located] | TrackArrays) -> MultiPolygon:
     team = shift.team
     return track_coverage(
         track, radius=team.radius_m, max_gap_s=settings.MAX_GAP_S, max_speed=team.max_speed
