@@ -35,6 +35,11 @@ def epoch_microseconds(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
+def from_epoch_microseconds(instant: int) -> datetime:
+    """epoch_microseconds' inverse, in UTC."""
+    return _EPOCH + timedelta(microseconds=instant)
+
+
 def service_day(moment: datetime) -> date:
     local = moment.astimezone(_tz())
     return (local.replace(tzinfo=None) - _day_start()).date()

@@ -9,7 +9,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from maraudes import realtime
-from maraudes.days import epoch_microseconds
+from maraudes.days import epoch_microseconds, from_epoch_microseconds
 from maraudes.db import float8_array, int8_array, prepared_cursor, text_array, timestamptz_array
 from maraudes.fixes import MAX_FUTURE, Fix, FixError, Rejected, check_position, check_time
 from maraudes.models import (
@@ -223,10 +223,10 @@ def positions_record_many(
         in_window, result.rejected = fixes_in_window(shift, fixes, now=now)
         sent.append(len(in_window))
         shift_id = shift.pk
-        for fix in in_window:
+        for fix, instant in in_window:
             # Keyed by the instant in whole microseconds, as the insert returns it: cheaper
             # to read back than a timestamp, and exact whatever the fix's time zone.
-            key = (shift_id, instant := epoch_microseconds(fix.t))
+            key = (shift_id, instant)
             if key not in owner:
                 owner[key] = (result, fix)
                 fixes_new.append(fix)
@@ -256,7 +256,9 @@ def positions_record_many(
             for shift_id, microseconds, x, y in cursor.fetchall():
                 result, fix = owner[(shift_id, microseconds)]
                 result.accepted.append(
-                    StoredFix(t=fix.t.astimezone(UTC), x=x, y=y, accuracy=fix.accuracy)
+                    StoredFix(
+                        t=from_epoch_microseconds(microseconds), x=x, y=y, accuracy=fix.accuracy
+                    )
                 )
     for result, count in zip(results, sent, strict=True):
         result.duplicates = count - len(result.accepted)
@@ -265,25 +267,29 @@ def positions_record_many(
 
 def fixes_in_window(
     shift: Shift, fixes: Sequence[Fix], *, now: datetime
-) -> tuple[list[Fix], list[Rejected]]:
+) -> tuple[list[tuple[Fix, int]], list[Rejected]]:
     """The fixes within the shift's window (from its start to its end, or to a little after
-    `now` while it is open), and a rejection with the reason for each of the others."""
+    `now` while it is open), each with its instant (maraudes.days.epoch_microseconds), and a
+    rejection with the reason for each of the others. Instants are compared, not datetimes:
+    two aware datetimes in different time zones compare several times slower."""
     window_end = shift.ended_at or now + MAX_FUTURE
-    in_window: list[Fix] = []
+    start, end = epoch_microseconds(shift.started_at), epoch_microseconds(window_end)
+    in_window: list[tuple[Fix, int]] = []
     rejected: list[Rejected] = []
     for fix in fixes:
-        if fix.t < shift.started_at:
+        instant = epoch_microseconds(fix.t)
+        if instant < start:
             rejected.append(
                 Rejected(
                     fix.index, _("avant le début de la maraude (%(t)s).") % _t(shift.started_at)
                 )
             )
-        elif fix.t > window_end:
+        elif instant > end:
             rejected.append(
                 Rejected(fix.index, _("après la fin de la maraude (%(t)s).") % _t(window_end))
             )
         else:
-            in_window.append(fix)
+            in_window.append((fix, instant))
     return in_window, rejected
 
 
