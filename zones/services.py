@@ -491,7 +491,7 @@ def _pieces_add(
             f"""
             WITH p AS (
               SELECT i, s AS shift_id, d AS day, ST_GeomFromWKB(g, %(srid)s) AS g
-              FROM unnest(%(shifts)s::bigint[], %(days)s::date[], %(wkbs)s::bytea[])
+              FROM unnest(%(shifts)s::bigint[], %(days)s::date[], %(wkbs)b::bytea[])
                    WITH ORDINALITY AS u(s, d, g, i)
             ), piece AS (
               INSERT INTO zones_coveragepiece (shift_id, day, geom, created_at)
