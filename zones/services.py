@@ -481,7 +481,7 @@ def _pieces_add(
     """
     if not pieces:
         return {}
-    # The zones were locked by _neighbours, before the pieces were drawn.
+    # The zones were locked by _lock_zones, once the pieces were drawn.
     # A group of one geometry is that geometry: ST_Union would still re-node it (an aggregate
     # in a CASE is computed whatever the branch, hence the array).
     one_or_union = "CASE WHEN cardinality({a}) = 1 THEN {a}[1] ELSE ST_Union({a}) END"
@@ -564,14 +564,14 @@ def _pieces_add(
         rows = cursor.fetchall()
     figures = {}
     new_zone_days: list[tuple[int, date]] = []
-    latest = max(day for _shift_id, day, _g in pieces)
+    # The latest covered day: the stored one, or one of the zone-days just written.
+    latest: date | None = None
     for zone_id, day, covered_m2, inserted, code, kind, area_m2, stored_latest in rows:
         zone = {"code": code, "kind": kind, "area_m2": area_m2}
         figures[(zone_id, day)] = _figure(zone_id, day, zone, covered_m2)
         if inserted:
             new_zone_days.append((zone_id, day))
-        if stored_latest is not None:
-            latest = max(latest, stored_latest)
+        latest = max(d for d in (latest, day, stored_latest) if d is not None)
     if new_zone_days:
         # A zone-day that is new may be the first coverage of its zone in some of the weeks
         # holding it: those weekly rows (up to the horizon) do not exist yet.
@@ -671,11 +671,22 @@ def week_whites_extend() -> int:
             {"days": [horizon - timedelta(days=n) for n in range(WEEK_DAYS)]},
         )
         missing = cursor.fetchall()
+    filled = 0
     for zone_id, days in missing:
         with transaction.atomic():
             _lock_zone_ids([zone_id])
+            # Another writer may have filled them while this one waited for the lock.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    """SELECT d FROM unnest(%s::date[]) AS d WHERE NOT EXISTS (
+                         SELECT 1 FROM zones_zoneweekwhite w
+                         WHERE w.zone_id = %s AND w.last_day = d)""",
+                    [days, zone_id],
+                )
+                days = [row[0] for row in cursor.fetchall()]
             _week_whites_recompute(days, zone_ids=[zone_id])
-    return sum(len(days) for _zone_id, days in missing)
+            filled += len(days)
+    return filled
 
 
 def _week_whites_fill(
@@ -735,6 +746,8 @@ def _week_whites_recompute(
     backend. A week's white part is the zone minus each of its zone-days in turn: half the
     time of a difference with their union (measured on the benchmark's week), and GEOS 3.14's
     overlay (shapely's) takes these near-coincident borders where the server's 3.11 failed."""
+    if not last_days:
+        return
     first = min(last_days) - timedelta(days=WEEK_DAYS - 1)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -814,6 +827,10 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
         where.append("p.recorded_at < %s")
         args.append(service_day_bounds(day_to)[1])
     with transaction.atomic():
+        # Every zone, in ascending order as the writers take them: a batch, or the filling of
+        # weekly rows after one, waits for the rebuild instead of writing from the zone-days
+        # it replaces.
+        _lock_zone_ids(list(Zone.objects.order_by("pk").values_list("pk", flat=True)))
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""SELECT p.shift_id, {day_sql} AS day, p.recorded_at,
@@ -862,10 +879,11 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
                        WHERE %(horizon)s::date IS NULL OR last_day > %(horizon)s""",
                     {"horizon": horizon},
                 )
-            if horizon is not None:
-                _week_whites_recompute(
-                    sorted({end for day in days for end in _week_ends(day, until=horizon)})
-                )
+            # No end when every rebuilt day is past the horizon (days whose fixes cover no
+            # zone, after the latest covered night).
+            ends = sorted({end for day in days for end in _week_ends(day, until=horizon)})
+            if horizon is not None and ends:
+                _week_whites_recompute(ends)
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM zones_zonedaycoverage WHERE day = ANY(%s)", [days])
             (zone_days,) = cursor.fetchone()

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from django.conf import settings
+from django.contrib.gis.geos import GEOSGeometry
 from django.db import connection
 
 from tests.factories import ORIGIN_X, ORIGIN_Y, TeamFactory, ZoneFactory, tile
@@ -99,6 +101,7 @@ def test_extend_fills_the_horizon_of_the_zones_not_walked_tonight(zone_a, zone_b
     assert kept(zone_a) == {day(0), day(1), day(2)}
     assert kept(zone_b) == {day(1), day(2)}
     assert_rows_exact(zone_a)
+    assert_rows_exact(zone_b)
     assert services.week_whites_extend() == 0
 
 
@@ -119,10 +122,10 @@ def test_the_first_batch_of_a_night_extends_the_other_zones_after_its_commit(
     zone_a, zone_b, django_capture_on_commit_callbacks
 ):
     walk_night(zone_a, 0)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         walk_night(zone_b, 1)
+        assert day(2) not in kept(zone_a)  # not before the commit
 
-    assert callbacks
     assert day(2) in kept(zone_a)
     assert_rows_exact(zone_a)
 
@@ -143,6 +146,20 @@ def test_a_week_past_the_horizon_reads_as_the_row_would(zone_a, zone_b):
         assert computed[zone.pk].covered_m2 == pytest.approx(read[zone.pk].covered_m2, abs=1.0)
         assert computed[zone.pk].white_m2 == pytest.approx(exact_white_m2(zone, last), abs=1.0)
         assert 0 < computed[zone.pk].covered_m2 < zone.geom.area
+
+
+def test_the_white_part_of_a_week_past_the_horizon_is_drawn_from_the_zone_days(zone_a):
+    walk_night(zone_a, 0)
+    last = day(3)
+    first = last - timedelta(days=WEEK_DAYS - 1)
+
+    (row,) = zones_coverage(day_from=first, day_to=last, with_geometry=True)
+
+    white = GEOSGeometry(row.white_geojson)
+    white.srid = 4326
+    white.transform(settings.SRID)
+    assert white.area == pytest.approx(exact_white_m2(zone_a, last), rel=1e-3)
+    assert white.area < zone_a.geom.area - 1e5
 
 
 def test_the_report_of_the_week_running_reads_its_zone_days(zone_a, zone_b):
@@ -172,11 +189,24 @@ def test_a_recompute_refreshes_a_row_past_the_horizon_but_creates_none(zone_a):
     assert_rows_exact(zone_a)
 
 
-def test_a_rebuild_keeps_no_row_past_the_horizon(zone_a):
+def test_a_rebuild_keeps_no_row_past_the_horizon_and_recomputes_the_others(zone_a):
     walk_night(zone_a, 0)
     services._week_whites_fill(zone_ids=[zone_a.pk], last_days=[day(4)], replace=False)
+    ZoneWeekWhite.objects.filter(zone=zone_a).update(geom=zone_a.geom)  # all stale
 
     services.coverage_rebuild()
 
-    assert max(kept(zone_a)) == day(1)
+    assert kept(zone_a) == {day(0), day(1)}
     assert_rows_exact(zone_a)
+    assert exact_white_m2(zone_a, day(0)) < zone_a.geom.area - 1e5
+
+
+def test_rebuilding_a_night_that_covers_no_zone_after_the_horizon(zone_a):
+    walk_night(zone_a, 0)
+    outside = walk(TeamFactory(), start=paris(2026, 11, 22, 22), x=ORIGIN_X - 5000, y=ORIGIN_Y)
+
+    result = services.coverage_rebuild(day_from=day(5), day_to=day(5))
+
+    assert result.shift_days == 1 and result.zone_days == 0
+    assert outside.positions.exists()
+    assert kept(zone_a) == {day(0), day(1)}

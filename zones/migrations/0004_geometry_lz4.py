@@ -27,4 +27,4 @@ END $$;
 class Migration(migrations.Migration):
     dependencies = [("zones", "0003_zone_presence")]
 
-    operations = [migrations.RunSQL(_set("lz4"), reverse_sql=_set("pglz"))]
+    operations = [migrations.RunSQL(_set("lz4"), reverse_sql=_set("DEFAULT"))]
