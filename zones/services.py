@@ -20,7 +20,7 @@ import os
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -423,14 +423,18 @@ def _shift_day_replace(
         zone_ids |= _zones_touching(piece)
     if zone_ids:
         _zone_days_rebuild(days=[day], zone_ids=sorted(zone_ids))
-        # Rows past the horizon are recomputed if they exist (an older version kept them),
-        # never created.
-        _week_whites_fill(
+        # The kept rows of the weeks holding the day, and the missing ones up to the horizon
+        # (rows past it are refreshed if they exist, never created).
+        ends = _week_ends(day)
+        horizon = _week_horizon(_latest_covered_day())
+        wanted = _week_rows(ends, zone_ids=sorted(zone_ids), kept=True)
+        for zone_id, missing in _week_rows(
+            [end for end in ends if horizon and end <= horizon],
             zone_ids=sorted(zone_ids),
-            last_days=_week_ends(day),
-            replace=True,
-            until=_week_horizon(_latest_covered_day()),
-        )
+            kept=False,
+        ).items():
+            wanted.setdefault(zone_id, []).extend(missing)
+        _week_whites_write(wanted)
         transaction.on_commit(week_whites_extend, robust=True)
     return {(zone_id, day) for zone_id in zone_ids}
 
@@ -576,12 +580,12 @@ def _pieces_add(
         # A zone-day that is new may be the first coverage of its zone in some of the weeks
         # holding it: those weekly rows (up to the horizon) do not exist yet.
         horizon = _week_horizon(latest)
-        _week_whites_fill(
-            zone_ids=sorted({zone_id for zone_id, _day in new_zone_days}),
-            last_days=sorted(
-                {end for _zone, day in new_zone_days for end in _week_ends(day, until=horizon)}
-            ),
-            replace=False,
+        _week_whites_write(
+            _week_rows(
+                [end for _zone, day in new_zone_days for end in _week_ends(day, until=horizon)],
+                zone_ids=sorted({zone_id for zone_id, _day in new_zone_days}),
+                kept=False,
+            )
         )
         transaction.on_commit(week_whites_extend, robust=True)
     return figures
@@ -655,81 +659,47 @@ def week_whites_extend() -> int:
     horizon = _week_horizon(_latest_covered_day())
     if horizon is None:
         return 0
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT z.id, array_agg(d.day ORDER BY d.day)
-            FROM zones_zone z
-            CROSS JOIN unnest(%(days)s::date[]) AS d(day)
-            WHERE NOT EXISTS (SELECT 1 FROM zones_zoneweekwhite w
-                              WHERE w.zone_id = z.id AND w.last_day = d.day)
-              AND EXISTS (SELECT 1 FROM zones_zonedaycoverage c
-                          WHERE c.zone_id = z.id
-                            AND c.day BETWEEN d.day - {WEEK_DAYS - 1} AND d.day)
-            GROUP BY z.id ORDER BY z.id
-            """,
-            {"days": [horizon - timedelta(days=n) for n in range(WEEK_DAYS)]},
-        )
-        missing = cursor.fetchall()
+    days = [horizon - timedelta(days=n) for n in range(WEEK_DAYS)]
     filled = 0
-    for zone_id, days in missing:
+    for zone_id in sorted(_week_rows(days, kept=False)):
         with transaction.atomic():
             _lock_zone_ids([zone_id])
-            # Another writer may have filled them while this one waited for the lock.
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    """SELECT d FROM unnest(%s::date[]) AS d WHERE NOT EXISTS (
-                         SELECT 1 FROM zones_zoneweekwhite w
-                         WHERE w.zone_id = %s AND w.last_day = d)""",
-                    [days, zone_id],
-                )
-                days = [row[0] for row in cursor.fetchall()]
-            _week_whites_recompute(days, zone_ids=[zone_id])
-            filled += len(days)
+            # Read again under the lock: another writer may have filled them meanwhile.
+            missing = _week_rows(days, zone_ids=[zone_id], kept=False)
+            _week_whites_write(missing)
+            filled += sum(len(ends) for ends in missing.values())
     return filled
 
 
-def _week_whites_fill(
-    *,
-    zone_ids: Sequence[int] | None,
-    last_days: Sequence[date],
-    replace: bool,
-    until: date | None = None,
-) -> None:
-    """Compute weekly white parts from the zone-days: the missing rows, or all (`replace`);
-    a row ending after `until` only if it exists."""
-    white = _VALID.format(
-        g="CASE WHEN u.g IS NULL THEN z.geom ELSE "
-        + _POLY.format(g="ST_Difference(z.geom, u.g)")
-        + " END"
+def _week_rows(
+    last_days: Sequence[date], *, zone_ids: Sequence[int] | None = None, kept: bool
+) -> dict[int, list[date]]:
+    """Per zone (of `zone_ids`, or every zone), the days of `last_days` whose weekly row is
+    kept (`kept`), or is missing while some zone-day of its week exists (not `kept`)."""
+    if not last_days:
+        return {}
+    row = "SELECT 1 FROM zones_zoneweekwhite w WHERE w.zone_id = z.id AND w.last_day = d"
+    condition = (
+        f"EXISTS ({row})"
+        if kept
+        else f"""NOT EXISTS ({row}) AND EXISTS (
+                   SELECT 1 FROM zones_zonedaycoverage c
+                   WHERE c.zone_id = z.id AND c.day BETWEEN d - {WEEK_DAYS - 1} AND d)"""
     )
-    exists = """EXISTS (SELECT 1 FROM zones_zoneweekwhite w
-                        WHERE w.zone_id = z.id AND w.last_day = d.day)"""
-    missing = f"AND (%(until)s::date IS NULL OR d.day <= %(until)s OR {exists})"
-    if not replace:
-        missing += f" AND NOT {exists}"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            INSERT INTO zones_zoneweekwhite (zone_id, last_day, geom, updated_at)
-            SELECT z.id, d.day, {white}, now()
-            FROM zones_zone z
-            CROSS JOIN unnest(%(days)s::date[]) AS d(day)
-            LEFT JOIN LATERAL (
-              SELECT ST_Union(c.geom) AS g FROM zones_zonedaycoverage c
-              WHERE c.zone_id = z.id AND c.day BETWEEN d.day - {WEEK_DAYS - 1} AND d.day
-            ) u ON true
-            WHERE (%(zones)s::bigint[] IS NULL OR z.id = ANY(%(zones)s)) {missing}
-            ORDER BY z.id, d.day
-            ON CONFLICT (zone_id, last_day) DO UPDATE
-              SET geom = EXCLUDED.geom, updated_at = now()
+            SELECT z.id, array_agg(d ORDER BY d)
+            FROM zones_zone z CROSS JOIN unnest(%(days)s::date[]) AS d
+            WHERE (%(zones)s::bigint[] IS NULL OR z.id = ANY(%(zones)s)) AND {condition}
+            GROUP BY z.id
             """,
             {
-                "days": list(last_days),
+                "days": sorted(set(last_days)),
                 "zones": list(zone_ids) if zone_ids is not None else None,
-                "until": until,
             },
         )
+        return {zone_id: list(ends) for zone_id, ends in cursor.fetchall()}
 
 
 # Threads buffering shift-days in coverage_rebuild: one per core, two at least (the database
@@ -737,34 +707,28 @@ def _week_whites_fill(
 REBUILD_THREADS = max(2, os.cpu_count() or 1)
 
 
-def _week_whites_recompute(
-    last_days: Sequence[date], *, zone_ids: Sequence[int] | None = None
-) -> None:
-    """The weekly white rows of `zone_ids` (every zone when None) for `last_days`, from the
-    zone-days: the same as `_week_whites_fill(replace=True)`, computed with shapely, in
-    threads when there are several zones (one zone per task), instead of in the PostgreSQL
-    backend. A week's white part is the zone minus each of its zone-days in turn: half the
-    time of a difference with their union (measured on the benchmark's week), and GEOS 3.14's
-    overlay (shapely's) takes these near-coincident borders where the server's 3.11 failed."""
-    if not last_days:
+def _week_whites_write(wanted: Mapping[int, Sequence[date]]) -> None:
+    """Compute and store the weekly white rows `wanted` (zone id -> last days) from the
+    zone-days, with shapely, in threads when there are several zones (one zone per task):
+    each is the zone minus each zone-day of its week in turn. That is half the time of a
+    difference with their union (measured on the benchmark's week), and GEOS 3.14's overlay
+    (shapely's) takes these near-coincident borders where the server's 3.11 failed."""
+    wanted = {zone_id: sorted(set(ends)) for zone_id, ends in wanted.items() if ends}
+    if not wanted:
         return
-    first = min(last_days) - timedelta(days=WEEK_DAYS - 1)
+    zone_ids = sorted(wanted)
+    first = min(ends[0] for ends in wanted.values()) - timedelta(days=WEEK_DAYS - 1)
+    last = max(ends[-1] for ends in wanted.values())
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT id, ST_AsBinary(geom) FROM zones_zone
-               WHERE %(zones)s::bigint[] IS NULL OR id = ANY(%(zones)s) ORDER BY id""",
-            {"zones": list(zone_ids) if zone_ids is not None else None},
+            "SELECT id, ST_AsBinary(geom) FROM zones_zone WHERE id = ANY(%s) ORDER BY id",
+            [zone_ids],
         )
         zones = [(zone_id, bytes(wkb)) for zone_id, wkb in cursor.fetchall()]
         cursor.execute(
             """SELECT zone_id, day, ST_AsBinary(geom) FROM zones_zonedaycoverage
-               WHERE day BETWEEN %(first)s AND %(last)s
-                 AND (%(zones)s::bigint[] IS NULL OR zone_id = ANY(%(zones)s))""",
-            {
-                "first": first,
-                "last": max(last_days),
-                "zones": list(zone_ids) if zone_ids is not None else None,
-            },
+               WHERE zone_id = ANY(%s) AND day BETWEEN %s AND %s""",
+            [zone_ids, first, last],
         )
         covered: dict[int, dict[date, bytes]] = defaultdict(dict)
         for zone_id, day, wkb in cursor.fetchall():
@@ -775,12 +739,12 @@ def _week_whites_recompute(
         geom = shapely.from_wkb(wkb)
         days = {day: shapely.from_wkb(g) for day, g in covered.get(zone_id, {}).items()}
         rows = []
-        for last in last_days:
+        for end in wanted[zone_id]:
             white = geom
             for n in range(WEEK_DAYS):
-                if (day := last - timedelta(days=n)) in days:
+                if (day := end - timedelta(days=n)) in days:
                     white = shapely.difference(white, days[day])
-            rows.append((zone_id, last, shapely.to_wkb(as_multipolygon(white))))
+            rows.append((zone_id, end, shapely.to_wkb(as_multipolygon(white))))
         return rows
 
     if len(zones) > 1:
@@ -830,7 +794,8 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
         # Every zone, in ascending order as the writers take them: a batch, or the filling of
         # weekly rows after one, waits for the rebuild instead of writing from the zone-days
         # it replaces.
-        _lock_zone_ids(list(Zone.objects.order_by("pk").values_list("pk", flat=True)))
+        zone_ids = list(Zone.objects.order_by("pk").values_list("pk", flat=True))
+        _lock_zone_ids(zone_ids)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""SELECT p.shift_id, {day_sql} AS day, p.recorded_at,
@@ -882,8 +847,8 @@ def coverage_rebuild(*, day_from: date | None = None, day_to: date | None = None
             # No end when every rebuilt day is past the horizon (days whose fixes cover no
             # zone, after the latest covered night).
             ends = sorted({end for day in days for end in _week_ends(day, until=horizon)})
-            if horizon is not None and ends:
-                _week_whites_recompute(ends)
+            if horizon is not None:
+                _week_whites_write(dict.fromkeys(zone_ids, ends))
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM zones_zonedaycoverage WHERE day = ANY(%s)", [days])
             (zone_days,) = cursor.fetchone()

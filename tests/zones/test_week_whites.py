@@ -138,7 +138,7 @@ def test_a_week_past_the_horizon_reads_as_the_row_would(zone_a, zone_b):
     first = last - timedelta(days=WEEK_DAYS - 1)
 
     computed = {c.zone_id: c for c in zones_coverage(day_from=first, day_to=last)}
-    services._week_whites_fill(zone_ids=None, last_days=[last], replace=False)
+    services._week_whites_write({zone_a.pk: [last], zone_b.pk: [last]})
     read = {c.zone_id: c for c in zones_coverage(day_from=first, day_to=last)}
 
     assert ZoneWeekWhite.objects.filter(last_day=last).count() == 2
@@ -179,7 +179,7 @@ def test_the_report_of_the_week_running_reads_its_zone_days(zone_a, zone_b):
 def test_a_recompute_refreshes_a_row_past_the_horizon_but_creates_none(zone_a):
     walk_night(zone_a, 0)
     # A row past the horizon, as an older version kept them.
-    services._week_whites_fill(zone_ids=[zone_a.pk], last_days=[day(4)], replace=False)
+    services._week_whites_write({zone_a.pk: [day(4)]})
     shift = walk_night(zone_a, 0, dy=200.0)
     # Between that shift's fixes (every 10 s from 22:00): the shift-day is recomputed.
     start = paris(2026, 11, 17, 22, 0, 5)
@@ -191,7 +191,7 @@ def test_a_recompute_refreshes_a_row_past_the_horizon_but_creates_none(zone_a):
 
 def test_a_rebuild_keeps_no_row_past_the_horizon_and_recomputes_the_others(zone_a):
     walk_night(zone_a, 0)
-    services._week_whites_fill(zone_ids=[zone_a.pk], last_days=[day(4)], replace=False)
+    services._week_whites_write({zone_a.pk: [day(4)]})
     ZoneWeekWhite.objects.filter(zone=zone_a).update(geom=zone_a.geom)  # all stale
 
     services.coverage_rebuild()
