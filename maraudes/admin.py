@@ -1,4 +1,7 @@
 from django.contrib import admin
+from django.db.models import Count, Max, Min
+from django.utils.timezone import localtime
+from django.utils.translation import gettext_lazy as _
 from leaflet.admin import LeafletGeoAdmin
 
 from maraudes.models import (
@@ -54,18 +57,21 @@ class ShiftAdmin(admin.ModelAdmin):
     list_display = ["team", "started_at", "ended_at", "closed_automatically"]
     list_filter = ["team__organization", "closed_automatically"]
     date_hierarchy = "started_at"
-    readonly_fields = ["tracker_token_hash"]
+    readonly_fields = ["tracker_token_hash", "fixes"]
     list_select_related = ["team", "team__organization"]
 
-
-@admin.register(Position)
-class PositionAdmin(LeafletGeoAdmin):
-    list_display = ["shift", "recorded_at", "accuracy", "source"]
-    list_filter = ["source"]
-    date_hierarchy = "recorded_at"
-    raw_id_fields = ["shift"]
-    list_select_related = ["shift", "shift__team"]
-    show_full_result_count = False
+    @admin.display(description=_("points GPS"))
+    def fixes(self, shift: Shift) -> str:
+        """How many fixes the shift holds, and over which hours: raw fixes have no admin page
+        of their own (their key, (shift, recorded_at), is one Django's admin does not take),
+        and a worker's positions are read through the shift's track, by those who may."""
+        span = Position.objects.filter(shift=shift).aggregate(
+            count=Count("recorded_at"), first=Min("recorded_at"), last=Max("recorded_at")
+        )
+        if not span["count"]:
+            return "0"
+        first, last = (localtime(span[key]).strftime("%Y-%m-%d %H:%M") for key in ("first", "last"))
+        return f"{span['count']} ({first} – {last})"
 
 
 @admin.register(Encounter)
