@@ -280,11 +280,15 @@ def split(scenario: Scenario, *, http_fixes: int, incremental_batches: int) -> d
 def bench_service(world: World, shifts: list[ShiftPlan], *, callers: int = 1) -> dict:
     """`track_ingest` of batches of 1,000, night by night, the teams of a night taking turns.
 
-    With `callers` > 1, the shifts of each night are shared among that many processes (forked,
-    each with its own database connection, a shift's batches in order in one process), as the
-    web workers (processes) of a deployment call the service at once: threads of one process
-    would share its interpreter lock, which no deployment does. Each caller builds its fixes,
-    then all start together on a barrier; the clock runs from there until the last one ends."""
+    With `callers` > 1, that many processes (forked, each with its own database connection)
+    call the service at once, as the web workers (processes) of a deployment do: threads of one
+    process would share its interpreter lock, which no deployment does. They take the night's
+    batches as workers take requests: a free caller takes the next batch waiting; a team sends
+    its next batch once the previous one was answered (so a shift's batches go in order, never
+    two at once), and it joins the end of the queue. Shifts dealt out to the callers
+    beforehand left one caller working alone at the end of each night while the other idled
+    (up to a tenth of the night, measured). The fixes are built before the processes start;
+    the clock runs from a barrier until the last batch is answered."""
     import multiprocessing
 
     from django.db import connection
@@ -296,44 +300,62 @@ def bench_service(world: World, shifts: list[ShiftPlan], *, callers: int = 1) ->
     elapsed = 0.0
     count = 0
 
-    def jobs_of(plans: list[ShiftPlan]) -> list[tuple[Shift, list]]:
-        groups = [
+    def batches_of(plans: list[ShiftPlan]) -> list[list[tuple[Shift, list]]]:
+        return [
             [
                 (by_id[world.shift_ids[(plan.team, plan.night)]], fixes_of(plan, a, b))
                 for a, b in batches(plan, SERVICE_BATCH)
             ]
             for plan in plans
         ]
-        return list(round_robin(groups))
 
-    def ingest(jobs: list[tuple[Shift, list]]) -> int:
-        return sum(len(track_ingest(shift=shift, fixes=fixes).accepted) for shift, fixes in jobs)
+    def ingest(shift: Shift, fixes: list) -> int:
+        return len(track_ingest(shift=shift, fixes=fixes).accepted)
 
-    def caller(plans: list[ShiftPlan], start, results) -> None:
+    def caller(teams: list[list[tuple[Shift, list]]], queue, left, start, results) -> None:
+        """Take (team, batch) from `queue` until told to stop (None); put the team's next
+        batch back; the last batch of the last team tells every caller to stop."""
+        done = 0
         try:
-            jobs = jobs_of(plans)
             start.wait()
-            results.put(("ok", ingest(jobs)))
+            while (item := queue.get()) is not None:
+                team, k = item
+                done += ingest(*teams[team][k])
+                if k + 1 < len(teams[team]):
+                    queue.put((team, k + 1))
+                    continue
+                with left.get_lock():
+                    left.value -= 1
+                    if left.value == 0:
+                        for _ in range(callers):
+                            queue.put(None)
+            results.put(("ok", done))
         except BaseException as exc:
             results.put(("error", repr(exc)))
+            for _ in range(callers):
+                queue.put(None)
         finally:
             connection.close()
 
     fork = multiprocessing.get_context("fork")
     for night in sorted({s.night for s in shifts}):
-        tonight = [plan for plan in shifts if plan.night == night]
+        teams = [team for team in batches_of([p for p in shifts if p.night == night]) if team]
         if callers == 1:
-            jobs = jobs_of(tonight)
+            jobs = list(round_robin(teams))
             t0 = time.perf_counter()
-            count += ingest(jobs)
+            count += sum(ingest(shift, fixes) for shift, fixes in jobs)
             elapsed += time.perf_counter() - t0
         else:
             connection.close()  # each process opens its own
+            queue = fork.SimpleQueue()  # no feeder thread: safe to fill before the fork
+            for team in range(len(teams)):
+                queue.put((team, 0))
+            left = fork.Value("i", len(teams))
             start = fork.Barrier(callers + 1)
             results = fork.Queue()
             processes = [
-                fork.Process(target=caller, args=(tonight[n::callers], start, results))
-                for n in range(callers)
+                fork.Process(target=caller, args=(teams, queue, left, start, results))
+                for _ in range(callers)
             ]
             for process in processes:
                 process.start()

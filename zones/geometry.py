@@ -149,6 +149,29 @@ def track_parts(
     return np.concatenate((lines, shapely.points(x[lone], y[lone])))
 
 
+def track_boxes(track: TrackArrays, *, margin: float, run: int = 64) -> np.ndarray:
+    """Boxes (x0, y0, x1, y1 rows) that hold every segment and fix of a time-ordered track
+    grown by `margin`: one box per `run` consecutive segments (each box also holds the first
+    fix of the next, so the segment between two runs is inside one). A long track's boxes
+    hug it, where its single box would take in the whole district it crosses."""
+    n = len(track.t)
+    if not n:
+        return np.empty((0, 4))
+    starts = np.arange(0, max(n - 1, 1), run)
+    # Each run [start, next start], its last fix shared with the next run.
+    ends = np.minimum(starts + run, n - 1)
+    boxes = []
+    for values, reduce, sign in (
+        (track.x, np.minimum, -1),
+        (track.y, np.minimum, -1),
+        (track.x, np.maximum, 1),
+        (track.y, np.maximum, 1),
+    ):
+        within = reduce.reduceat(values, starts)  # [start, next start)
+        boxes.append(reduce(within, values[ends]) + sign * margin)
+    return np.column_stack([boxes[0], boxes[1], boxes[2], boxes[3]])
+
+
 def _ranks(sizes: np.ndarray) -> np.ndarray:
     """0, 1, ..., size - 1 for each of `sizes`, end to end."""
     return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)

@@ -76,31 +76,39 @@ def _tz() -> ZoneInfo:
 
 # One statement for the intervals of one or more shift-days (group g: the g-th shift-day):
 # the zones holding each midpoint, the seconds summed per zone and hour, added to what the
-# shift-day already has. The zones near each group are found first (one GiST probe with the
-# extent of its midpoints) and tested against that group's midpoints only: PostGIS then
-# detoasts and prepares a zone's polygon once for many midpoints, instead of probing the index
-# and reading the polygon again for each one (half the time on the Paris quartiers). Rows are
+# shift-day already has. Midpoints go in runs of PART consecutive ones (a stretch of track a
+# few hundred metres long). Each run finds the zones near it (one GiST probe with the extent
+# of its midpoints), and each such zone is tested against the run's midpoints one after the
+# other: PostGIS keeps the last polygon it tested prepared, so it prepares each zone once a
+# run, not once a midpoint (a midpoint tested against one zone then the next made every test
+# a miss: about a microsecond each). A midpoint meets the few zones along its stretch, not
+# every zone near its whole track (a 1,000-fix night crosses forty quartiers' boxes). Rows are
 # written in key order, so that two transactions writing the same rows wait for each other
 # instead of deadlocking.
+PART = 64
 _ADD_SQL = """
-WITH i AS MATERIALIZED (
-  SELECT g, ST_SetSRID(ST_MakePoint(x, y), %(srid)s) AS p, seconds, hour
-  FROM unnest(%(groups)s::int8[], %(xs)s::float8[], %(ys)s::float8[], %(seconds)s::float8[],
-              %(hours)s::int2[]) AS u(g, x, y, seconds, hour)
+WITH run AS MATERIALIZED (
+  SELECT g, ST_SetSRID(ST_Extent(p)::geometry, %(srid)s) AS box,
+         array_agg(p) AS ps, array_agg(seconds) AS seconds, array_agg(hour) AS hours
+  FROM (
+    SELECT g, (n - 1) / %(part)s AS part, ST_SetSRID(ST_MakePoint(x, y), %(srid)s) AS p,
+           seconds, hour
+    FROM unnest(%(groups)s::int8[], %(xs)s::float8[], %(ys)s::float8[], %(seconds)s::float8[],
+                %(hours)s::int2[]) WITH ORDINALITY AS u(g, x, y, seconds, hour, n)
+  ) i
+  GROUP BY g, part
 ), s AS (
   SELECT * FROM unnest(%(shifts)s::bigint[], %(days)s::date[]) WITH ORDINALITY AS s(shift_id, day, g)
-), z AS MATERIALIZED (
-  SELECT b.g, z.id, z.geom
-  FROM (SELECT g, ST_SetSRID(ST_Extent(p)::geometry, %(srid)s) AS box FROM i GROUP BY g) b
-  JOIN zones_zone z ON z.geom && b.box
 )
 INSERT INTO zones_zonepresence (zone_id, shift_id, day, hour, seconds)
-SELECT z.id, s.shift_id, s.day, i.hour, sum(i.seconds)
-FROM z
-JOIN i ON i.g = z.g AND ST_Intersects(z.geom, i.p)
-JOIN s ON s.g = z.g
-GROUP BY z.id, s.shift_id, s.day, i.hour
-ORDER BY z.id, s.shift_id, s.day, i.hour
+SELECT z.id, s.shift_id, s.day, m.hour, sum(m.seconds)
+FROM run
+JOIN zones_zone z ON z.geom && run.box
+CROSS JOIN LATERAL unnest(run.ps, run.seconds, run.hours) AS m(p, seconds, hour)
+JOIN s ON s.g = run.g
+WHERE ST_Intersects(z.geom, m.p)
+GROUP BY z.id, s.shift_id, s.day, m.hour
+ORDER BY z.id, s.shift_id, s.day, m.hour
 ON CONFLICT (zone_id, shift_id, day, hour)
   DO UPDATE SET seconds = zones_zonepresence.seconds + EXCLUDED.seconds
 """
@@ -122,6 +130,7 @@ def _add(cursor: PreparedCursor, keys: Sequence[tuple[int, date]], intervals: In
             "shifts": int8_array([shift_id for shift_id, _day in keys]),
             "days": [day for _shift_id, day in keys],
             "srid": settings.SRID,
+            "part": PART,
         },
         prepare=True,
     )

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+import numpy as np
 import shapely
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -47,6 +48,7 @@ from zones.geometry import (
     TrackFix,
     as_multipolygon,
     track_arrays,
+    track_boxes,
     track_coverage,
 )
 from zones.models import WEEK_DAYS, Assignment, Zone, ZoneDayCoverage
@@ -117,7 +119,10 @@ def _track_ingest(*, shift: Shift, fixes: Sequence[Fix], source: str) -> Positio
             # Compare instants, not datetimes: an ambiguous local time (the October clock
             # change) never equals a UTC datetime (PEP 495).
             instant = latest.t.timestamp()
-            sent = next(f for f in fixes if f.t.timestamp() == instant)
+            # The fix stored is the batch's first with that time (the first one wins). With no
+            # duplicate in the batch it is the only one, and nearly always the last.
+            order = fixes if recorded.duplicates else reversed(fixes)
+            sent = next(f for f in order if f.t.timestamp() == instant)
             drafts = [
                 realtime.position_draft(
                     shift=shift, t=sent.t, lon=sent.lon, lat=sent.lat, accuracy=sent.accuracy
@@ -223,12 +228,16 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
     appended: list[tuple[_ShiftDay, MultiPolygon]] = []
     recomputed: list[tuple[_ShiftDay, list[TrackFix], MultiPolygon]] = []
     tracks: list[tuple[int, date, TrackArrays, float]] = []
+    boxes: list[np.ndarray] = []  # where the pieces lie: the zones to lock
     for group in ordered:
         shift, day = group.shift, group.day
         if group.later != len(group.fixes) - 1:
             # A fix landed before a stored one: the shift-day is recomputed whole.
             track = _shift_day_fixes(shift, day)
-            recomputed.append((group, track, _coverage_of(shift, track)))
+            piece = _coverage_of(shift, track)
+            recomputed.append((group, track, piece))
+            if not piece.is_empty:
+                boxes.append(np.array([piece.bounds]))
             continue
         # As arrays once, for the coverage and for the presence.
         track = track_arrays([group.previous, *group.fixes] if group.previous else group.fixes)
@@ -236,14 +245,15 @@ def _coverage_update(batches: Sequence[tuple[Shift, Sequence[StoredFix]]]) -> Co
         piece = _coverage_of(shift, track)
         if not piece.is_empty:
             appended.append((group, piece))
+            # The piece lies within its track grown by the radius (a metre more for rounding).
+            boxes.append(track_boxes(track, margin=shift.team.radius_m + 1))
     # One round trip: every zone the batch may write is locked in one statement (only now,
     # after the buffering: a batch of another shift in those zones waits for this one's
     # statements, not for its Python), then presence and the appended pieces.
     with pipelined():
         if appended or recomputed:
             _lock_zones(
-                [piece for _group, piece in appended]
-                + [piece for _group, _track, piece in recomputed],
+                np.concatenate(boxes) if boxes else np.empty((0, 4)),
                 shift_days=[(g.shift.pk, g.day) for g, _track, _piece in recomputed],
             )
         presence_add_many(tracks, max_gap_s=settings.MAX_GAP_S)
@@ -289,14 +299,14 @@ def _advisory_locks(key: int, ids: Sequence[int]) -> None:
         )
 
 
-def _lock_zones(
-    geoms: Sequence[MultiPolygon], *, shift_days: Sequence[tuple[int, date]] = ()
-) -> None:
-    """Lock, in ascending order, the zones whose box meets the box of one of `geoms` or of a
-    stored piece of one of `shift_days` (those a recompute deletes). One statement: its
-    snapshot is taken before it waits, so the statements after it see whatever the writers it
-    waited for committed."""
-    boxes = [g.bounds for g in geoms if not g.is_empty]
+def _lock_zones(boxes: np.ndarray, *, shift_days: Sequence[tuple[int, date]] = ()) -> None:
+    """Lock, in ascending order, the zones whose box meets one of `boxes` (x0, y0, x1, y1
+    rows: where the pieces about to be written lie) or the box of a stored piece of one of
+    `shift_days` (those a recompute deletes). Boxes that follow a track, not the box of its
+    whole piece: a 1,000-fix batch's box takes in dozens of quartiers it never enters, and a
+    concurrent batch in any of them waited for it. One statement: its snapshot is taken
+    before it waits, so the statements after it see whatever the writers it waited for
+    committed."""
     with prepared_cursor() as cursor:
         cursor.execute(
             """
@@ -315,10 +325,10 @@ def _lock_zones(
             """,
             {
                 "key": _LOCK_ZONE,
-                "x0": float8_array([b[0] for b in boxes]),
-                "y0": float8_array([b[1] for b in boxes]),
-                "x1": float8_array([b[2] for b in boxes]),
-                "y1": float8_array([b[3] for b in boxes]),
+                "x0": float8_array(boxes[:, 0]),
+                "y0": float8_array(boxes[:, 1]),
+                "x1": float8_array(boxes[:, 2]),
+                "y1": float8_array(boxes[:, 3]),
                 "srid": settings.SRID,
                 "shifts": int8_array([shift_id for shift_id, _day in shift_days]),
                 "days": [day for _shift_id, day in shift_days],

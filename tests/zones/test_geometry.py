@@ -1,17 +1,20 @@
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 import shapely
 from shapely.geometry import LineString, Point
 
 from zones.geometry import (
     CHUNK_SEGMENTS,
+    TrackArrays,
     TrackFix,
     as_multipolygon,
     joined_pairs,
     joins,
     track_arrays,
+    track_boxes,
     track_coverage,
     track_parts,
     track_runs,
@@ -100,3 +103,27 @@ def test_as_multipolygon_drops_lines_and_points():
     geom = Point(0, 0).buffer(1).union(LineString([(5, 5), (6, 6)]))
     assert as_multipolygon(geom).geom_type == "MultiPolygon"
     assert as_multipolygon(geom).area == pytest.approx(Point(0, 0).buffer(1).area)
+
+
+@pytest.mark.parametrize("n", [1, 2, 64, 65, 66, 200])
+def test_track_boxes_hold_the_track_grown_by_the_margin(n):
+    # A wandering track: a random walk of 10-metre steps, doubling back now and then.
+    rng = np.random.default_rng(n)
+    steps = rng.normal(0, 10, size=(n, 2))
+    x, y = 650_000 + np.cumsum(steps[:, 0]), 6_860_000 + np.cumsum(steps[:, 1])
+    track = TrackArrays(np.arange(n, dtype=np.int64) * 10_000_000, x, y)
+    boxes = track_boxes(track, margin=101, run=64)
+    assert len(boxes) == max(1, -(-(n - 1) // 64))
+    held = shapely.union_all([shapely.box(*b) for b in boxes])
+    line = Point(x[0], y[0]) if n == 1 else LineString(np.column_stack([x, y]))
+    assert held.contains(line.buffer(100))
+    # Each box hugs its stretch: no wider than the stretch grown by the margin.
+    for b, start in zip(boxes, range(0, max(n - 1, 1), 64), strict=True):
+        stretch = slice(start, min(start + 64, n - 1) + 1)
+        assert b[0] == pytest.approx(x[stretch].min() - 101)
+        assert b[3] == pytest.approx(y[stretch].max() + 101)
+
+
+def test_track_boxes_of_no_fix_are_none():
+    empty = np.zeros(0)
+    assert track_boxes(TrackArrays(empty.astype(np.int64), empty, empty), margin=1).shape == (0, 4)
