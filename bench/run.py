@@ -346,7 +346,10 @@ def bench_service(world: World, shifts: list[ShiftPlan], *, callers: int = 1) ->
             count += sum(ingest(shift, fixes) for shift, fixes in jobs)
             elapsed += time.perf_counter() - t0
         else:
-            connection.close()  # each process opens its own
+            # Each process opens its own connection: none may inherit a socket of this one,
+            # from its pool either (the bench runs without one; the tests' settings have one).
+            connection.close()
+            connection.close_pool()
             queue = fork.SimpleQueue()  # no feeder thread: safe to fill before the fork
             for team in range(len(teams)):
                 queue.put((team, 0))
