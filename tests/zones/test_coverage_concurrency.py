@@ -84,9 +84,11 @@ def week_white_is_exact(zone: Zone, last_day: date) -> tuple[float, float]:
         return cursor.fetchone()
 
 
-def run_two_batches(monkeypatch, first: tuple[Shift, list[Fix]], second: tuple[Shift, list[Fix]]):
-    """`first` in a thread held open after its coverage is written; `second` in another;
-    `second` must wait on a lock until `first` commits."""
+def start_held_batch(
+    monkeypatch, shift: Shift, fixes: list[Fix], errors: list[BaseException]
+) -> tuple[threading.Thread, threading.Event]:
+    """Run a batch in a thread and hold it open once its coverage is written (its locks
+    taken, not committed); returns the thread and the event that lets it commit."""
     written, release = threading.Event(), threading.Event()
     holder: list[int] = []
     original = zone_services._pieces_add
@@ -99,14 +101,21 @@ def run_two_batches(monkeypatch, first: tuple[Shift, list[Fix]], second: tuple[S
         return result
 
     monkeypatch.setattr(zone_services, "_pieces_add", pieces_add_then_hold)
-    errors: list[BaseException] = []
 
-    def run_first() -> None:
+    def run() -> None:
         holder.append(threading.get_ident())
-        zone_services.track_ingest(shift=first[0], fixes=first[1])
+        zone_services.track_ingest(shift=shift, fixes=fixes)
 
-    a = in_thread(run_first, errors)
-    wait_until(written.is_set, "the first batch to write its coverage")
+    thread = in_thread(run, errors)
+    wait_until(lambda: written.is_set() or bool(errors), "the held batch to write its coverage")
+    return thread, release
+
+
+def run_two_batches(monkeypatch, first: tuple[Shift, list[Fix]], second: tuple[Shift, list[Fix]]):
+    """`first` in a thread held open after its coverage is written; `second` in another;
+    `second` must wait on a lock until `first` commits."""
+    errors: list[BaseException] = []
+    a, release = start_held_batch(monkeypatch, *first, errors)
     b = in_thread(lambda: zone_services.track_ingest(shift=second[0], fixes=second[1]), errors)
     wait_until(lambda: advisory_waiters() >= 1 or errors, "the second batch to wait on a lock")
     assert not b.join(0.2) and b.is_alive(), "the second batch went through a held zone"
@@ -161,6 +170,45 @@ def test_two_batches_of_one_shift_are_joined_in_time_order(monkeypatch):
     )
     covered = ZoneDayCoverage.objects.get(zone=zone).covered_m2
     assert covered == pytest.approx(whole_line.area, rel=0.002)
+
+
+def test_a_batch_does_not_wait_for_a_zone_its_track_never_nears(monkeypatch):
+    # An L-shaped walk along the south and east edges of a 3 × 3 block of tiles: the box of
+    # its coverage holds the north-west tile, which the walk never comes within 1 km of. A
+    # batch held open there must not hold it up (zones are locked along the track, not over
+    # the box of its whole piece).
+    zones = {(col, row): ZoneFactory(geom=tile(col, row)) for col in range(3) for row in range(3)}
+    held = ShiftFactory(started_at=paris_time(2026, 11, 20, 20, 0))
+    held_fixes = walk(ORIGIN_X + 200, ORIGIN_Y + 2500, paris_time(2026, 11, 20, 21, 0))
+    walker = ShiftFactory(started_at=paris_time(2026, 11, 20, 20, 0))
+    transformer = to_wgs84()
+    # A fix every 50 m, 30 s apart: 97 segments, so the track has two boxes (64 segments
+    # each), the east leg with the foot of the north one, then the rest of the north leg.
+    corners = [(ORIGIN_X + 50 * i, ORIGIN_Y + 100) for i in range(51)]  # east, 2.5 km
+    corners += [(ORIGIN_X + 2500, ORIGIN_Y + 100 + 50 * i) for i in range(1, 48)]  # north
+    start = paris_time(2026, 11, 20, 21, 0)
+    l_fixes = [
+        Fix(t=start + timedelta(seconds=30 * i), lon=lon, lat=lat, accuracy=5.0, index=i)
+        for i, (lon, lat) in enumerate(transformer.transform(x, y) for x, y in corners)
+    ]
+    errors: list[BaseException] = []
+    a, release = start_held_batch(monkeypatch, held, held_fixes, errors)
+    try:
+        b = in_thread(lambda: zone_services.track_ingest(shift=walker, fixes=l_fixes), errors)
+        b.join(TIMEOUT_S)
+        assert not b.is_alive(), "the walk waited for a zone it never comes near"
+    finally:
+        release.set()
+        a.join(TIMEOUT_S)
+    assert not errors, errors
+
+    def zones_covered_by(shift: Shift) -> set[int]:
+        rows = ZoneDayCoverage.objects.filter(shift_ids__contains=[shift.pk])
+        return set(rows.values_list("zone_id", flat=True))
+
+    along = [(0, 0), (1, 0), (2, 0), (2, 1), (2, 2)]
+    assert zones_covered_by(walker) == {zones[key].pk for key in along}
+    assert zones_covered_by(held) == {zones[(0, 2)].pk}
 
 
 # --- Should PostgreSQL still pick a victim, the batch is run again --------------------------
