@@ -211,6 +211,59 @@ def test_a_batch_does_not_wait_for_a_zone_its_track_never_nears(monkeypatch):
     assert zones_covered_by(held) == {zones[(0, 2)].pk}
 
 
+def test_a_batch_waits_for_the_filling_of_a_weekly_row_of_its_zone(monkeypatch):
+    # The filling of missing weekly rows (week_whites_extend, after a commit that opened a
+    # zone-day) computes a row from the zone-days under the zone's lock. A batch in that zone
+    # meanwhile must wait, then take its piece out of the row just filled: without the lock,
+    # the row would be computed without the batch's piece, and written after it.
+    zone_a = ZoneFactory(geom=tile(0, 0))
+    ZoneFactory(geom=tile(1, 0))  # walked on the second night, which moves the horizon
+    night = date(2026, 11, 20)
+    for n, zone_x in ((0, ORIGIN_X + 200), (1, ORIGIN_X + 1200)):
+        shift = ShiftFactory(started_at=paris_time(2026, 11, 20 + n, 20, 0))
+        start = paris_time(2026, 11, 20 + n, 21, 0)
+        zone_services.track_ingest(shift=shift, fixes=walk(zone_x, ORIGIN_Y + 200, start))
+    horizon = night + timedelta(days=2)  # the day after the latest covered night
+    # Zone a's row for the horizon was filled after the second commit: as if not yet.
+    ZoneWeekWhite.objects.filter(zone=zone_a, last_day=horizon).delete()
+    late = ShiftFactory(started_at=paris_time(2026, 11, 21, 20, 0))
+    late_fixes = walk(ORIGIN_X + 600, ORIGIN_Y + 700, paris_time(2026, 11, 21, 22, 0))
+
+    written, release = threading.Event(), threading.Event()
+    holder: list[int] = []
+    original = zone_services._week_whites_write
+
+    def write_then_hold(wanted):
+        original(wanted)
+        if threading.get_ident() in holder:
+            written.set()
+            release.wait(TIMEOUT_S)
+
+    monkeypatch.setattr(zone_services, "_week_whites_write", write_then_hold)
+    errors: list[BaseException] = []
+
+    def extend() -> None:
+        holder.append(threading.get_ident())
+        assert zone_services.week_whites_extend() == 1
+
+    a = in_thread(extend, errors)
+    try:
+        wait_until(lambda: written.is_set() or bool(errors), "the filling to write its row")
+        b = in_thread(lambda: zone_services.track_ingest(shift=late, fixes=late_fixes), errors)
+        wait_until(lambda: advisory_waiters() >= 1 or errors, "the batch to wait on a lock")
+        assert not b.join(0.2) and b.is_alive(), "the batch went through a zone being filled"
+    finally:
+        release.set()
+        a.join(TIMEOUT_S)
+    b.join(TIMEOUT_S)
+    assert not errors, errors
+    for last_day in (night, night + timedelta(days=1), horizon):
+        stored, exact = week_white_is_exact(zone_a, last_day)
+        assert stored == pytest.approx(exact, abs=1.0), last_day
+    # The horizon's row holds both walks of zone a taken out.
+    assert week_white_is_exact(zone_a, horizon)[0] < zone_a.geom.area - 2 * 3.0e4
+
+
 # --- Should PostgreSQL still pick a victim, the batch is run again --------------------------
 
 
