@@ -169,7 +169,7 @@ def track_boxes(track: TrackArrays, *, margin: float, run: int = 64) -> np.ndarr
     ):
         within = reduce.reduceat(values, starts)  # [start, next start)
         boxes.append(reduce(within, values[ends]) + sign * margin)
-    return np.column_stack([boxes[0], boxes[1], boxes[2], boxes[3]])
+    return np.column_stack(boxes)
 
 
 def _ranks(sizes: np.ndarray) -> np.ndarray:

@@ -78,13 +78,12 @@ def _tz() -> ZoneInfo:
 # the zones holding each midpoint, the seconds summed per zone and hour, added to what the
 # shift-day already has. Midpoints go in runs of PART consecutive ones (a stretch of track a
 # few hundred metres long). Each run finds the zones near it (one GiST probe with the extent
-# of its midpoints), and each such zone is tested against the run's midpoints one after the
-# other: PostGIS keeps the last polygon it tested prepared, so it prepares each zone once a
-# run, not once a midpoint (a midpoint tested against one zone then the next made every test
-# a miss: about a microsecond each). A midpoint meets the few zones along its stretch, not
-# every zone near its whole track (a 1,000-fix night crosses forty quartiers' boxes). Rows are
-# written in key order, so that two transactions writing the same rows wait for each other
-# instead of deadlocking.
+# of its midpoints), and each such zone is tested against the run's midpoints, one zone after
+# the other. A midpoint thus meets the few zones along its stretch, not every zone near its
+# whole track: a 1,000-fix night crossed forty quartiers' boxes, and 39,000 point-in-polygon
+# tests became 5,700 (each costs PostGIS about a microsecond whatever the order, so the
+# statement got about 10 % faster, measured). Rows are written in key order, so that two
+# transactions writing the same rows wait for each other instead of deadlocking.
 PART = 64
 _ADD_SQL = """
 WITH run AS MATERIALIZED (
