@@ -28,9 +28,14 @@ from shapely.geometry.base import BaseGeometry
 # 1 % of a zone's area (a lone fix is a small part of any zone).
 QUAD_SEGS = 8
 # Vertices closer than this to their neighbours' chord are dropped from a coverage polygon:
-# the union of many buffers leaves near-duplicate vertices that make later overlays slow
-# (OverlayNG falls back to snapping), while the area moves by well under 0.1 % of a zone.
-SIMPLIFY_M = 0.1
+# the union of many buffers leaves runs of near-collinear vertices that every later overlay
+# pays for (the zone-day unions and weekly differences in PostgreSQL most). The 32-gons' own
+# vertices stay (each lies 0.96 m off its neighbours' chord at a 50 m radius). Half a metre
+# moves a track's coverage by 0.02 % of its area (0.05 % at most, 40 tracks of the
+# benchmark); against 0.1 m, service ingestion went from 19,500-21,000 to 23,000-23,800
+# fixes/s (60 teams x 3 nights, two callers, runs alternated); 0.25 m and 1 m measured the
+# same as 0.5 m.
+SIMPLIFY_M = 0.5
 # A track is buffered in short chunks, then unioned: a long line that doubles back on itself
 # (a team standing still with GPS jitter draws a scribble) is several times slower to buffer
 # whole than as chunks (measured on the demo week: 45 ms instead of 140 ms a shift).
