@@ -28,13 +28,12 @@ from shapely.geometry.base import BaseGeometry
 # 1 % of a zone's area (a lone fix is a small part of any zone).
 QUAD_SEGS = 8
 # Vertices closer than this to their neighbours' chord are dropped from a coverage polygon:
-# the union of many buffers leaves runs of near-collinear vertices that every later overlay
-# pays for (the zone-day unions and weekly differences in PostgreSQL most). The 32-gons' own
-# vertices stay (each lies 0.96 m off its neighbours' chord at a 50 m radius). Half a metre
-# moves a track's coverage by 0.02 % of its area (0.05 % at most, 40 tracks of the
-# benchmark); against 0.1 m, service ingestion went from 19,500-21,000 to 23,000-23,800
-# fixes/s (60 teams x 3 nights, two callers, runs alternated); 0.25 m and 1 m measured the
-# same as 0.5 m.
+# the union of many buffers leaves runs of near-collinear vertices that every later overlay,
+# stored row and map layer carries. The 32-gons' own vertices stay (each lies 0.96 m off its
+# neighbours' chord at a 50 m radius). Against 0.1 m, half a metre drops 23 % of a piece's
+# vertices and moves its area by 0.02 % (0.05 % at most; 40 tracks of the benchmark). The
+# speed of ingestion did not move beyond the machine's noise (about -1 % CPU a fix, seven
+# alternated pairs of runs, the pairs spread over +-10 %).
 SIMPLIFY_M = 0.5
 # A track is buffered in short chunks, then unioned: a long line that doubles back on itself
 # (a team standing still with GPS jitter draws a scribble) is several times slower to buffer
