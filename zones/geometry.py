@@ -29,11 +29,12 @@ from shapely.geometry.base import BaseGeometry
 QUAD_SEGS = 8
 # Vertices closer than this to their neighbours' chord are dropped from a coverage polygon:
 # the union of many buffers leaves runs of near-collinear vertices that every later overlay,
-# stored row and map layer carries. The 32-gons' own vertices stay (each lies 0.96 m off its
-# neighbours' chord at a 50 m radius). Against 0.1 m, half a metre drops 23 % of a piece's
-# vertices and moves its area by 0.02 % (0.05 % at most; 40 tracks of the benchmark). The
-# speed of ingestion did not move beyond the machine's noise (about -1 % CPU a fix, seven
-# alternated pairs of runs, the pairs spread over +-10 %).
+# stored row and map layer carries. A hundredth of the radius at most, so that the 32-gons'
+# own vertices stay whatever radius a team is given (each lies 1.9 % of the radius off its
+# neighbours' chord: 0.96 m at a vehicle's 50 m). Against 0.1 m, half a metre drops 23 % of a
+# piece's vertices and moves its area by 0.02 % (0.05 % at most; 40 tracks of the
+# benchmark). The speed of ingestion did not move beyond the machine's noise (about -1 % CPU
+# a fix, seven alternated pairs of runs, the pairs spread over +-10 %).
 SIMPLIFY_M = 0.5
 # A track is buffered in short chunks, then unioned: a long line that doubles back on itself
 # (a team standing still with GPS jitter draws a scribble) is several times slower to buffer
@@ -187,7 +188,8 @@ def covered_area(parts: Sequence[BaseGeometry] | np.ndarray, *, radius: float) -
         return MultiPolygon()
     buffers = shapely.buffer(np.asarray(parts, dtype=object), radius, quad_segs=QUAD_SEGS)
     union = shapely.union_all(buffers)
-    return as_multipolygon(shapely.simplify(union, SIMPLIFY_M, preserve_topology=True))
+    tolerance = min(SIMPLIFY_M, radius / 100)
+    return as_multipolygon(shapely.simplify(union, tolerance, preserve_topology=True))
 
 
 def track_coverage(

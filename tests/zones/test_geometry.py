@@ -8,6 +8,7 @@ from shapely.geometry import LineString, Point
 
 from zones.geometry import (
     CHUNK_SEGMENTS,
+    QUAD_SEGS,
     TrackArrays,
     TrackFix,
     as_multipolygon,
@@ -87,6 +88,13 @@ def test_track_parts_are_chunks_sharing_their_end_fixes_and_points_for_lone_fixe
 def test_a_lone_fix_covers_its_disc():
     cov = track_coverage(walk((0, 0, 0)), radius=100, **RULES)
     assert cov.area == pytest.approx(Point(0, 0).buffer(100, 256).area, rel=0.01)
+
+
+@pytest.mark.parametrize("radius", [3, 10, 50, 100, 400])
+def test_simplifying_keeps_every_vertex_of_a_disc_whatever_the_radius(radius):
+    cov = track_coverage(walk((0, 0, 0)), radius=radius, **RULES)
+    assert shapely.get_num_coordinates(cov) == 4 * QUAD_SEGS + 1  # closed ring
+    assert cov.area == pytest.approx(Point(0, 0).buffer(radius, 256).area, rel=0.01)
 
 
 def test_a_segment_covers_its_exact_buffer_within_the_contract():
