@@ -84,31 +84,45 @@ def week_white_is_exact(zone: Zone, last_day: date) -> tuple[float, float]:
         return cursor.fetchone()
 
 
-def start_held_batch(
-    monkeypatch, shift: Shift, fixes: list[Fix], errors: list[BaseException]
+def start_held(
+    monkeypatch, step: str, work: Callable[[], None], errors: list[BaseException], what: str
 ) -> tuple[threading.Thread, threading.Event]:
-    """Run a batch in a thread and hold it open once its coverage is written (its locks
-    taken, not committed); returns the thread and the event that lets it commit."""
-    written, release = threading.Event(), threading.Event()
+    """Run `work` in a thread and hold that thread once `zone_services.<step>` has returned
+    in it (its locks taken, not committed); returns the thread and the event that lets it
+    go on. Calls of `step` from other threads are not held."""
+    done, release = threading.Event(), threading.Event()
     holder: list[int] = []
-    original = zone_services._pieces_add
+    original = getattr(zone_services, step)
 
-    def pieces_add_then_hold(pieces):
-        result = original(pieces)
+    def then_hold(*args, **kwargs):
+        result = original(*args, **kwargs)
         if threading.get_ident() in holder:
-            written.set()
+            done.set()
             release.wait(TIMEOUT_S)
         return result
 
-    monkeypatch.setattr(zone_services, "_pieces_add", pieces_add_then_hold)
+    monkeypatch.setattr(zone_services, step, then_hold)
 
     def run() -> None:
         holder.append(threading.get_ident())
-        zone_services.track_ingest(shift=shift, fixes=fixes)
+        work()
 
     thread = in_thread(run, errors)
-    wait_until(lambda: written.is_set() or bool(errors), "the held batch to write its coverage")
+    wait_until(lambda: done.is_set() or bool(errors), what)
     return thread, release
+
+
+def start_held_batch(
+    monkeypatch, shift: Shift, fixes: list[Fix], errors: list[BaseException]
+) -> tuple[threading.Thread, threading.Event]:
+    """Run a batch in a thread and hold it open once its coverage is written."""
+    return start_held(
+        monkeypatch,
+        "_pieces_add",
+        lambda: zone_services.track_ingest(shift=shift, fixes=fixes),
+        errors,
+        "the held batch to write its coverage",
+    )
 
 
 def run_two_batches(monkeypatch, first: tuple[Shift, list[Fix]], second: tuple[Shift, list[Fix]]):
@@ -229,26 +243,15 @@ def test_a_batch_waits_for_the_filling_of_a_weekly_row_of_its_zone(monkeypatch):
     late = ShiftFactory(started_at=paris_time(2026, 11, 21, 20, 0))
     late_fixes = walk(ORIGIN_X + 600, ORIGIN_Y + 700, paris_time(2026, 11, 21, 22, 0))
 
-    written, release = threading.Event(), threading.Event()
-    holder: list[int] = []
-    original = zone_services._week_whites_write
-
-    def write_then_hold(wanted):
-        original(wanted)
-        if threading.get_ident() in holder:
-            written.set()
-            release.wait(TIMEOUT_S)
-
-    monkeypatch.setattr(zone_services, "_week_whites_write", write_then_hold)
     errors: list[BaseException] = []
 
     def extend() -> None:
-        holder.append(threading.get_ident())
         assert zone_services.week_whites_extend() == 1
 
-    a = in_thread(extend, errors)
+    a, release = start_held(
+        monkeypatch, "_week_whites_write", extend, errors, "the filling to write its row"
+    )
     try:
-        wait_until(lambda: written.is_set() or bool(errors), "the filling to write its row")
         b = in_thread(lambda: zone_services.track_ingest(shift=late, fixes=late_fixes), errors)
         wait_until(lambda: advisory_waiters() >= 1 or errors, "the batch to wait on a lock")
         assert not b.join(0.2) and b.is_alive(), "the batch went through a zone being filled"
